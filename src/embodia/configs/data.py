@@ -1,0 +1,71 @@
+"""Typed configs for the data commands (`embodia data generate | show | info`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class GenerateConfig:
+    """Render Meta-World expert episodes into a LeRobot v3 dataset plus GEM-style QA conversations."""
+
+    output: Path = Path("outputs/metaworld-mt10")
+    """Dataset directory to create (it must not exist unless --overwrite)."""
+    tasks: tuple[str, ...] = ("MT10",)
+    """Task names (with or without -v3) and/or set names (MT10, MT50, ML10-train, ...)."""
+    episodes_per_task: tuple[int, int, int] = (8, 1, 1)
+    """Episodes per task in the train, val and test splits; each episode has its own layout."""
+    cameras: tuple[str, ...] = ("corner", "gripperPOV")
+    """Cameras to record (Meta-World: topview, corner, corner2, corner3, corner4, behindGripper, gripperPOV)."""
+    image_size: int = 128
+    """Height and width of every rendered image, pixels."""
+    seed: int = 0
+    """Root seed: layouts, paraphrase choice and question sampling all derive from it."""
+    workers: int = 2
+    """Parallel worker processes (each renders its own episodes)."""
+    max_steps: int = 300
+    """Episode length cap (Meta-World's own cap is 500)."""
+    steps_after_success: int = 10
+    """Keep recording this many steps after the expert first succeeds, then stop."""
+    video: bool = True
+    """Store RGB as video (PyAV, the LeRobot default); False stores PNG images inside parquet."""
+    max_depth: float = 10.0
+    """Depth beyond this many metres is background and stored as invalid (0)."""
+    qa_every: int = 20
+    """Make conversation samples from every N-th frame of an episode (frame 0 included)."""
+    spatial_per_image: int = 3
+    """Spatial-reasoning questions drawn per image."""
+    coordinates: Literal["qwen3", "qwen2.5"] = "qwen3"
+    """Grounding coordinates: qwen3 = 0-1000 relative (Qwen2-VL/Qwen3-VL); qwen2.5 = absolute pixels."""
+    overwrite: bool = False
+    """Replace an existing dataset at --output (only once the new one is complete)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def split_of_counts(self) -> dict[str, int]:
+        return dict(zip(SPLITS, self.episodes_per_task, strict=True))
+
+
+@dataclass
+class ShowConfig:
+    """Write a PNG contact sheet of a few samples: RGB, colour-mapped depth, grounding overlays, QA."""
+
+    dataset: Path = Path("outputs/metaworld-mt10")
+    """A dataset written by `embodia data generate`."""
+    output: Path | None = None
+    """PNG to write; default <dataset>/contact_sheet.png."""
+    samples: int = 6
+    """How many frames to show."""
+    split: Literal["train", "val", "test"] = "train"
+    seed: int = 0
+
+
+@dataclass
+class InfoConfig:
+    """Print a dataset's summary: episodes, frames, tasks, splits, features, QA counts."""
+
+    dataset: Path = Path("outputs/metaworld-mt10")

@@ -1,0 +1,222 @@
+"""Conversation samples (GEM / Qwen JSONL) whose every answer is computed from simulator state.
+
+Three families, as in GEM-4M: grounding (point / box of named objects and target regions),
+spatial reasoning (metric distances, which is nearer the camera, depth order, left/right in the
+image, above/below, heights) and planning (the next subtask, the full subtask list). Each sample
+keeps its exact answer in structured form plus a scoring tolerance, so evaluation never has to
+re-derive the truth from the text.
+
+Coordinates follow Qwen: ``qwen3`` (Qwen2-VL / Qwen3-VL, GEM's backbone) uses integers relative to
+the image on a 0-1000 scale; ``qwen2.5`` uses absolute pixels of the image as stored.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from embodia.data.engine.camera import PinholeCamera
+from embodia.data.engine.geometry import Projection
+
+CoordinateStyle = Literal["qwen3", "qwen2.5"]
+
+#: Two things whose depths (or image columns, heights) differ by less than these are not compared:
+#: the question would have no clear answer.
+MIN_DEPTH_GAP = 0.03  # metres
+MIN_COLUMN_GAP = 0.06  # fraction of the image width
+MIN_HEIGHT_GAP = 0.03  # metres
+
+
+@dataclass(frozen=True)
+class SceneEntity:
+    """A named thing in one view: its world position and (if visible) its 2D projection."""
+
+    name: str
+    kind: str  # "object" | "region" | "gripper"
+    position: np.ndarray  # world xyz, metres
+    projection: Projection | None
+
+
+@dataclass
+class FrameContext:
+    """What QA generation needs about one camera frame."""
+
+    camera: PinholeCamera
+    entities: list[SceneEntity]
+    instruction: str
+    phases: tuple[str, ...]
+    phase_index: int
+    table_height: float
+    image: str  # path of the RGB image, relative to the conversations folder
+    depth: str  # path of the depth PNG (uint16 millimetres)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def to_qwen_xy(x: float, y: float, cam: PinholeCamera, style: CoordinateStyle) -> list[int]:
+    if style == "qwen3":
+        return [round(1000 * x / cam.width), round(1000 * y / cam.height)]
+    return [round(x), round(y)]
+
+
+def _answer_json(payload: dict[str, Any]) -> str:
+    return json.dumps([payload], separators=(", ", ": "))
+
+
+def _sample(ctx: FrameContext, task: str, category: str, question: str, answer_text: str,
+            answer: Any, tolerance: Any = None) -> dict[str, Any]:
+    return {
+        "image": ctx.image,
+        "depth": ctx.depth,
+        "conversations": [
+            {"from": "human", "value": f"<image>\n{question}"},
+            {"from": "gpt", "value": answer_text},
+        ],
+        "task_type": task,
+        "category": category,
+        "answer": answer,
+        "tolerance": tolerance,
+        "camera": ctx.camera.name,
+        **ctx.meta,
+    }
+
+
+def grounding_samples(ctx: FrameContext, rng: np.random.Generator,
+                      style: CoordinateStyle) -> list[dict[str, Any]]:
+    """Point or box of every visible object and region (one question each, kind drawn at random)."""
+    samples = []
+    for ent in ctx.entities:
+        if ent.projection is None:
+            continue
+        proj = ent.projection
+        what = _label(ent)
+        if ent.kind == "region" or rng.random() < 0.5:
+            xy = to_qwen_xy(*proj.point, ctx.camera, style)
+            q = rng.choice([f"Point to {what}.", f"Where is {what}? Answer with a point.",
+                            f"Locate {what} in the image and output its point coordinates."])
+            payload = {"point_2d": xy, "label": ent.name}
+            samples.append(_sample(ctx, "grounding", "point", str(q), _answer_json(payload),
+                                   {"point_2d": xy, "label": ent.name, "box_2d": _box(proj, ctx, style)}))
+        else:
+            box = _box(proj, ctx, style)
+            q = rng.choice([f"Detect {what} and output its bounding box.",
+                            f"Give the bounding box of {what}.",
+                            f"Outline the position of {what} with a box."])
+            payload = {"bbox_2d": box, "label": ent.name}
+            samples.append(_sample(ctx, "grounding", "box", str(q), _answer_json(payload),
+                                   {"bbox_2d": box, "label": ent.name}, {"min_iou": 0.5}))
+    return samples
+
+
+def _box(proj: Projection, ctx: FrameContext, style: CoordinateStyle) -> list[int]:
+    x1, y1, x2, y2 = proj.box
+    return to_qwen_xy(x1, y1, ctx.camera, style) + to_qwen_xy(x2, y2, ctx.camera, style)
+
+
+def _label(ent: SceneEntity) -> str:
+    if ent.kind == "gripper":
+        return "the gripper"
+    if ent.kind == "region":
+        return "the target location"
+    return f"the {ent.name}"
+
+
+def spatial_samples(ctx: FrameContext, rng: np.random.Generator, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` spatial questions about visible things, with exact answers."""
+    visible = [e for e in ctx.entities if e.projection is not None]
+    physical = [e for e in visible if e.kind != "region"]
+    candidates: list[dict[str, Any]] = []
+    for a, b in itertools.combinations(visible, 2):
+        dist = float(np.linalg.norm(a.position - b.position))
+        candidates.append(_sample(
+            ctx, "spatial", "distance",
+            f"What is the distance in metres between {_label(a)} and {_label(b)}?",
+            f"About {dist:.2f} m.", {"value": round(dist, 4), "unit": "m"},
+            {"abs": 0.02, "rel": 0.1}))
+        if a.projection is not None and b.projection is not None:
+            candidates.extend(_pair_view_questions(ctx, a, b))
+        if a.kind != "region" and b.kind != "region":
+            gap = float(a.position[2] - b.position[2])
+            if abs(gap) >= MIN_HEIGHT_GAP:
+                higher = a if gap > 0 else b
+                candidates.append(_sample(
+                    ctx, "spatial", "relation",
+                    f"Which is higher above the table, {_label(a)} or {_label(b)}?",
+                    f"{_label(higher).capitalize()} is higher.", {"choice": higher.name}))
+    for ent in physical:
+        height = float(ent.position[2] - ctx.table_height)
+        candidates.append(_sample(
+            ctx, "spatial", "height",
+            f"How high above the table is the centre of {_label(ent)}, in metres?",
+            f"About {height:.2f} m.", {"value": round(height, 4), "unit": "m"},
+            {"abs": 0.02, "rel": 0.1}))
+    ordered = _depth_order(ctx, visible)
+    if ordered is not None:
+        candidates.append(ordered)
+    if not candidates:
+        return []
+    picks = rng.choice(len(candidates), size=min(limit, len(candidates)), replace=False)
+    return [candidates[i] for i in sorted(picks)]
+
+
+def _depth(ctx: FrameContext, ent: SceneEntity) -> float:
+    if ent.projection is not None:
+        return ent.projection.depth
+    return float(ctx.camera.to_camera(ent.position)[0, 2])
+
+
+def _pair_view_questions(ctx: FrameContext, a: SceneEntity, b: SceneEntity) -> list[dict[str, Any]]:
+    out = []
+    da, db = _depth(ctx, a), _depth(ctx, b)
+    if abs(da - db) >= MIN_DEPTH_GAP:
+        nearer = a if da < db else b
+        out.append(_sample(
+            ctx, "spatial", "depth_order",
+            f"Which is closer to the camera, {_label(a)} or {_label(b)}?",
+            f"{_label(nearer).capitalize()} is closer to the camera.", {"choice": nearer.name}))
+    xa, xb = a.projection.point[0], b.projection.point[0]
+    if abs(xa - xb) >= MIN_COLUMN_GAP * ctx.camera.width:
+        side = "left" if xa < xb else "right"
+        out.append(_sample(
+            ctx, "spatial", "relation",
+            f"In the image, is {_label(a)} to the left or to the right of {_label(b)}?",
+            f"{_label(a).capitalize()} is to the {side} of {_label(b)}.", {"choice": side}))
+    return out
+
+
+def _depth_order(ctx: FrameContext, visible: list[SceneEntity]) -> dict[str, Any] | None:
+    """Order three or more things from nearest to farthest, if every gap is clear."""
+    if len(visible) < 3:
+        return None
+    ranked = sorted(visible, key=lambda e: _depth(ctx, e))
+    depths = [_depth(ctx, e) for e in ranked]
+    if min(np.diff(depths)) < MIN_DEPTH_GAP:
+        return None
+    names = ", ".join(_label(e) for e in visible)
+    order = [e.name for e in ranked]
+    return _sample(
+        ctx, "spatial", "depth_order",
+        f"Order these from nearest to farthest from the camera: {names}.",
+        ", ".join(_label(e) for e in ranked) + ".", {"order": order})
+
+
+def planning_samples(ctx: FrameContext, rng: np.random.Generator,
+                     include_plan: bool) -> list[dict[str, Any]]:
+    """The next subtask (the expert's stage at this frame) and, once per episode, the whole plan."""
+    phase = ctx.phases[ctx.phase_index]
+    q = rng.choice([
+        f'The robot\'s task is: "{ctx.instruction}" What should it do next?',
+        f'Instruction: "{ctx.instruction}" Given the current view, what is the next subtask?',
+    ])
+    out = [_sample(ctx, "planning", "next_subtask", str(q), f"{phase[0].upper()}{phase[1:]}.",
+                   {"subtask": phase, "index": ctx.phase_index})]
+    if include_plan:
+        plan = "\n".join(f"{i + 1}. {p[0].upper()}{p[1:]}." for i, p in enumerate(ctx.phases))
+        out.append(_sample(
+            ctx, "planning", "plan",
+            f'Break the task "{ctx.instruction}" into the steps the robot should take, in order.',
+            plan, {"subtasks": list(ctx.phases)}))
+    return out
