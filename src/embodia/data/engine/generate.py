@@ -31,6 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from embodia.configs.data import SPLITS, GenerateConfig
+from embodia.data.engine.scene import CONTROL_FPS
 from embodia.data.engine.splits import EpisodeSpec, check_disjoint, plan_episodes
 from embodia.data.engine.tasks import resolve_tasks
 
@@ -152,14 +153,9 @@ def record_and_stage(spec: EpisodeSpec) -> tuple[str, int, float]:
     _stage_conversations(_STAGE / "conversations", spec.key, episode.samples, episode.images)
     stage_episode(
         _STAGE / "episodes", spec.key, episode.frames, episode.tasks, episode_features(_CFG),
-        fps=_fps(), extra=episode.extra, subtasks=episode.subtasks,
+        fps=CONTROL_FPS, extra=episode.extra, subtasks=episode.subtasks,
     )
     return spec.key, episode.length, time.perf_counter() - start
-
-
-def _fps() -> int:
-    # Meta-World: 0.0025 s physics step x frame_skip 5 = 80 control steps per second.
-    return 80
 
 
 def _stage_conversations(root: Path, key: str, samples: list[dict], images: dict[str, np.ndarray]) -> None:
@@ -243,7 +239,7 @@ def _finalize(cfg: GenerateConfig, stage: Path, plan: list[EpisodeSpec]) -> Path
         shutil.rmtree(assembled)
     splits = {s: [p.key for p in plan if p.split == s] for s in SPLITS}
     consolidate(
-        stage / "episodes", assembled, episode_features(cfg), fps=_fps(), robot_type=ROBOT_TYPE,
+        stage / "episodes", assembled, episode_features(cfg), fps=CONTROL_FPS, robot_type=ROBOT_TYPE,
         episode_order=[p.key for p in plan], splits={k: v for k, v in splits.items() if v},
         progress=cfg.progress,
     )

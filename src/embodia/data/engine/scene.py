@@ -13,6 +13,9 @@ from typing import Any
 import numpy as np
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS, MT50_V3_ARGS_KWARGS
 
+#: Control rate of every Meta-World v3 task: 0.0025 s physics step x frame_skip 5.
+CONTROL_FPS = 80
+
 
 class MetaWorldScene:
     """One Meta-World task, reset to a given layout seed; goal observable as in the MT benchmarks."""
@@ -33,6 +36,8 @@ class MetaWorldScene:
         self.env._freeze_rand_vec = False
         self.env.seeded_rand_vec = True
         self.layout: np.ndarray | None = None
+        if self.fps != CONTROL_FPS:
+            raise RuntimeError(f"{env_name} runs at {self.fps} Hz, not the expected {CONTROL_FPS} Hz")
 
     @property
     def model(self):

@@ -108,7 +108,12 @@ def feature_to_info(ft: Feature) -> dict[str, Any]:
     """The ``meta/info.json`` entry of a feature (video "info" is added later by the writer)."""
     if ft.dtype == "depth":
         h, w = ft.shape
-        return {"dtype": "image", "shape": [h, w, 1], "names": IMAGE_NAMES, "info": dict(DEPTH_INFO)}
+        return {
+            "dtype": "image",
+            "shape": [h, w, 1],
+            "names": IMAGE_NAMES,
+            "info": dict(DEPTH_INFO),
+        }
     if ft.dtype in ("video", "image"):
         return {"dtype": ft.dtype, "shape": list(ft.shape), "names": ft.names or IMAGE_NAMES}
     shape = [1] if ft.is_scalar else list(ft.shape)
@@ -125,7 +130,9 @@ def feature_from_info(key: str, entry: Any, where: str) -> Feature:
             raise DatasetFormatError(f"{where}: field '{field}.{name}' is missing")
     dtype, shape = entry["dtype"], entry["shape"]
     if not isinstance(shape, list | tuple) or not all(isinstance(s, int) for s in shape):
-        raise DatasetFormatError(f"{where}: field '{field}.shape' must be a list of ints: {shape!r}")
+        raise DatasetFormatError(
+            f"{where}: field '{field}.shape' must be a list of ints: {shape!r}"
+        )
     names = entry.get("names")
     names = list(names) if isinstance(names, list | tuple) else None
     info = entry.get("info") or {}
@@ -283,7 +290,9 @@ def read_indexed_strings(path: Path, root: Path, index_name: str, value_name: st
             idx = [c for c in json.loads(meta).get("index_columns", []) if isinstance(c, str)]
             text_col = idx[0] if idx else None
     if text_col is None or text_col not in table.column_names:
-        raise DatasetFormatError(f"{name}: column '{index_name}' (the {index_name} text) is missing")
+        raise DatasetFormatError(
+            f"{name}: column '{index_name}' (the {index_name} text) is missing"
+        )
     order = table.column(value_name).to_pylist()
     texts = table.column(text_col).to_pylist()
     if sorted(order) != list(range(len(order))):

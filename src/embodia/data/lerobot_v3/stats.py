@@ -90,7 +90,9 @@ def compute_feature_stats(values: np.ndarray, dtype: str = "float32") -> dict[st
     return _column_stats(x, len(x), x)
 
 
-def aggregate_stats(per_episode: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, np.ndarray]]:
+def aggregate_stats(
+    per_episode: list[dict[str, dict[str, Any]]],
+) -> dict[str, dict[str, np.ndarray]]:
     """Combine per-episode stats into dataset stats.
 
     min/max/mean/std/count are exact (std via the parallel-variance formula). Quantiles are

@@ -167,7 +167,7 @@ def _decode_range(
 
 def encode_png_rgb(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(img), mode=None).save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(img)).save(buf, format="PNG")
     return buf.getvalue()
 
 

@@ -1,0 +1,30 @@
+# The two set-up commands of README.md are `make demo` and `make test`; both install first.
+VENV ?= .venv
+export MUJOCO_GL ?= egl
+
+.PHONY: install demo test lint format bench clean
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/install.sh
+	bash scripts/install.sh
+	touch $@
+
+demo: install
+	$(VENV)/bin/embodia quickstart
+
+test: install
+	$(VENV)/bin/python -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+
+format: install
+	$(VENV)/bin/ruff format src tests benchmarks scripts
+	$(VENV)/bin/ruff check --fix src tests benchmarks scripts
+
+bench: install
+	$(VENV)/bin/python benchmarks/bench_engine.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

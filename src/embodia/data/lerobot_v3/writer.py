@@ -1,0 +1,662 @@
+"""Write LeRobot v3 datasets in two phases: stage episodes in parallel, then consolidate.
+
+Why two phases: simulation workers produce episodes concurrently and may die at any moment.
+``stage_episode`` does all the expensive per-episode work (validation, video encoding, PNG
+encoding, statistics) inside the worker and publishes the result with one atomic directory
+rename, so a staged episode is either complete or absent and a rerun only redoes what is missing.
+``consolidate`` then lays the staged episodes out as a LeRobot v3 dataset in a caller-given
+order; it copies bytes (parquet rows, mp4 packets) instead of recomputing, so it is cheap and its
+output depends only on the staged content and the order, never on which worker staged what when.
+
+The LeRobot v3 layout (codebase_version "v3.0"), as LeRobot's own loader reads it::
+
+    meta/info.json        codebase_version, robot_type, total_episodes, total_frames,
+                          total_tasks, chunks_size (files per chunk dir), data_files_size_in_mb,
+                          video_files_size_in_mb, fps, splits {"name": "start:end"} over episode
+                          indices, data_path / video_path templates, features
+                          {key: {dtype, shape, names[, info]}}; "video" features carry
+                          info {video.height, video.width, video.codec, video.pix_fmt,
+                          video.is_depth_map, video.fps, video.channels, has_audio}
+    meta/stats.json       {key: {mean, std, min, max, count, q01, q10, q50, q90, q99}}
+    meta/tasks.parquet    pandas frame: index "task" (the text), column task_index
+    meta/subtasks.parquet same for "subtask" / subtask_index (LeRobot >= 0.4 reads it when
+                          "subtask_index" is a declared feature)
+    meta/episodes/chunk-XXX/file-YYY.parquet
+                          one row per episode: episode_index, tasks (list of texts), length,
+                          data/chunk_index, data/file_index, dataset_from_index,
+                          dataset_to_index (global frame range, end exclusive),
+                          videos/<key>/{chunk_index, file_index, from_timestamp, to_timestamp},
+                          flattened stats/<key>/<stat>, meta/episodes/{chunk_index, file_index};
+                          our extra per-episode columns (env_name, seed, success, ...) ride along
+    data/chunk-XXX/file-YYY.parquet
+                          several whole episodes of frames: one column per non-video feature
+                          plus timestamp (float32 s), frame_index, episode_index, index (global),
+                          task_index; "image" columns are HF ``datasets`` Image structs
+                          {bytes: PNG, path: null}; the schema metadata key "huggingface" holds the
+                          ``datasets`` feature spec so HF tooling decodes those structs
+    videos/<key>/chunk-XXX/file-YYY.mp4
+                          several episodes back to back; an episode's frame i is presented at
+                          from_timestamp + timestamp_i. A new file starts when the current one
+                          would reach the size limit; file_index wraps to the next chunk after
+                          chunks_size files.
+
+Depth (our extension, readable by LeRobot as an ordinary one-channel image): dtype "image",
+shape [H, W, 1], 16-bit grayscale PNG of millimetres, info {"depth_unit": "mm",
+"depth_scale": 0.001, "invalid_value": 0}.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import video as vid
+from .features import (
+    CODEBASE_VERSION,
+    DATA_PATH,
+    DEFAULT_CHUNKS_SIZE,
+    DEFAULT_DATA_FILES_SIZE_IN_MB,
+    DEFAULT_VIDEO_FILES_SIZE_IN_MB,
+    EPISODES_PATH,
+    INDEX_FEATURES,
+    INFO_PATH,
+    STATS_PATH,
+    SUBTASK_FEATURE,
+    SUBTASK_INDEX,
+    SUBTASKS_PATH,
+    TASKS_PATH,
+    VIDEO_PATH,
+    Feature,
+    arrow_type,
+    data_schema,
+    feature_to_info,
+    indexed_strings_table,
+    read_json,
+    validate_feature_key,
+    write_json,
+    write_parquet,
+)
+from .stats import aggregate_stats, compute_feature_stats, stats_from_json, stats_to_json
+
+_TMP_PREFIX = ".tmp-"
+_STAGED_FORMAT = 1
+_EPISODE_JSON = "episode.json"
+_FRAMES = "frames.parquet"
+_STATS = "stats.json"
+_RESERVED_EXTRA_PREFIXES = ("stats/", "videos/", "data/", "meta/")
+_RESERVED_EXTRAS = frozenset(
+    ["episode_index", "tasks", "length", "dataset_from_index", "dataset_to_index"]
+)
+
+
+# ----------------------------------------------------------------------------- staging
+
+
+def _check_episode_key(key: str) -> None:
+    if not key or key != Path(key).name or key.startswith(".") or key in ("..", "."):
+        raise ValueError(f"episode_key {key!r} must be a plain file name not starting with '.'")
+
+
+def _as_array(key: str, ft: Feature, value: Any) -> np.ndarray:
+    """Check one feature's frames against its declaration; returns the array to store."""
+    arr = np.asarray(value)
+    kind = arr.dtype.kind
+    if ft.dtype in ("video", "image"):
+        ok = arr.dtype == np.uint8
+        want = "uint8"
+    elif ft.dtype == "depth":
+        ok = kind == "f"
+        want = "floating-point metres"
+    elif ft.dtype in ("float32", "float64"):
+        ok = kind in "fiu"
+        want = "a real number dtype"
+    elif ft.dtype == "int64":
+        ok = kind in "iu"
+        want = "an integer dtype"
+    else:  # bool
+        ok = kind == "b"
+        want = "bool"
+    if not ok:
+        raise ValueError(
+            f"frames[{key!r}]: dtype {arr.dtype} does not fit {ft.dtype} (need {want})"
+        )
+    shape = (1,) if ft.is_scalar else ft.shape
+    if ft.is_scalar and arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 1 + len(shape) or tuple(arr.shape[1:]) != shape:
+        expected = "(T,) or (T, 1)" if ft.is_scalar else f"(T, {', '.join(map(str, shape))})"
+        raise ValueError(f"frames[{key!r}]: expected shape {expected}, got {arr.shape}")
+    return arr
+
+
+def _validate_inputs(
+    frames: dict[str, np.ndarray],
+    tasks: list[str],
+    features: dict[str, Feature],
+    fps: int,
+    subtasks: list[str] | None,
+    extra: dict[str, Any] | None,
+) -> tuple[dict[str, np.ndarray], int]:
+    if not isinstance(fps, int) or fps <= 0:
+        raise ValueError(f"fps must be a positive int, got {fps!r}")
+    for key in features:
+        validate_feature_key(key)
+    missing = [k for k in features if k not in frames]
+    if missing:
+        raise ValueError(f"frames is missing feature key(s) {missing}")
+    unknown = [k for k in frames if k not in features]
+    if unknown:
+        raise ValueError(f"frames has key(s) {unknown} that are not declared features")
+    arrays = {k: _as_array(k, ft, frames[k]) for k, ft in features.items()}
+    lengths = {k: len(a) for k, a in arrays.items()}
+    lengths["tasks"] = len(tasks)
+    if subtasks is not None:
+        lengths["subtasks"] = len(subtasks)
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"inconsistent number of frames T per key: {lengths}")
+    length = lengths["tasks"]
+    if length == 0:
+        raise ValueError("an episode needs at least one frame")
+    for name, texts in (("tasks", tasks), ("subtasks", subtasks or [])):
+        bad = [t for t in texts if not isinstance(t, str) or not t]
+        if bad:
+            raise ValueError(f"{name} must be non-empty strings, got {bad[0]!r}")
+    for name, value in (extra or {}).items():
+        if name in _RESERVED_EXTRAS or name.startswith(_RESERVED_EXTRA_PREFIXES):
+            raise ValueError(f"extra key {name!r} clashes with a LeRobot episodes column")
+        if not isinstance(value, str | int | float | bool | np.generic) and value is not None:
+            raise ValueError(f"extra[{name!r}] must be a str/int/float/bool/None, got {value!r}")
+    return arrays, length
+
+
+def _frames_table(
+    arrays: dict[str, np.ndarray],
+    features: dict[str, Feature],
+    tasks: list[str],
+    subtasks: list[str] | None,
+) -> pa.Table:
+    """Per-frame columns of one episode; images and depth are PNG-encoded here (in the worker)."""
+    cols: dict[str, pa.Array] = {}
+    for key, ft in features.items():
+        arr = arrays[key]
+        entry = feature_to_info(ft)
+        if ft.dtype == "video":
+            continue
+        if ft.dtype == "image":
+            blobs = [vid.encode_png_rgb(img) for img in arr]
+        elif ft.dtype == "depth":
+            blobs = [vid.encode_png_depth(vid.depth_to_mm(d)) for d in arr]
+        if ft.is_visual:
+            cols[key] = pa.array(
+                [{"bytes": b, "path": None} for b in blobs], type=arrow_type(entry)
+            )
+            continue
+        flat = arr.astype(np.dtype(ft.dtype)).reshape(len(arr), -1)
+        if ft.is_scalar:
+            cols[key] = pa.array(flat[:, 0], type=arrow_type(entry))
+        else:
+            values = pa.array(flat.reshape(-1), type=arrow_type(entry).value_type)
+            cols[key] = pa.FixedSizeListArray.from_arrays(values, flat.shape[1])
+    cols["task"] = pa.array(tasks, type=pa.string())
+    if subtasks is not None:
+        cols["subtask"] = pa.array(subtasks, type=pa.string())
+    return pa.table(cols)
+
+
+def _episode_stats(arrays: dict[str, np.ndarray], features: dict[str, Feature]) -> dict:
+    stats = {}
+    for key, ft in features.items():
+        values = arrays[key]
+        if ft.dtype == "depth":  # stats of what readers will get back: quantised metres
+            values = vid.mm_to_depth(vid.depth_to_mm(values))
+        stats[key] = compute_feature_stats(values, ft.dtype)
+    return stats_to_json(stats)
+
+
+def _tmp_name(label: str) -> str:
+    return f"{_TMP_PREFIX}{label}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def stage_episode(
+    staging_root: Path,
+    episode_key: str,
+    frames: dict[str, np.ndarray],
+    tasks: list[str],
+    features: dict[str, Feature],
+    fps: int,
+    extra: dict[str, Any] | None = None,
+    subtasks: list[str] | None = None,
+) -> Path:
+    """Validate, encode and publish one episode as ``staging_root/<episode_key>``.
+
+    Everything is written into a hidden temp dir first and renamed into place as the very last
+    step, so an interrupted worker leaves at most a temp dir that :func:`staged_episode_keys`
+    ignores and cleans. Staging a key again replaces the earlier staged episode.
+    """
+    _check_episode_key(episode_key)
+    arrays, length = _validate_inputs(frames, tasks, features, fps, subtasks, extra)
+    staging_root = Path(staging_root)
+    staging_root.mkdir(parents=True, exist_ok=True)
+    tmp = staging_root / _tmp_name(episode_key)
+    tmp.mkdir()
+    try:
+        codec = vid.available_codec()
+        for key, ft in features.items():
+            if ft.dtype == "video":
+                (tmp / "videos").mkdir(exist_ok=True)
+                vid.encode_video(tmp / "videos" / f"{key}.mp4", arrays[key], fps, codec)
+        write_parquet(_frames_table(arrays, features, tasks, subtasks), tmp / _FRAMES)
+        write_json(_episode_stats(arrays, features), tmp / _STATS)
+        meta = {
+            "format": _STAGED_FORMAT,
+            "episode_key": episode_key,
+            "length": length,
+            "fps": fps,
+            "video_codec": codec,
+            "features": {k: feature_to_info(ft) for k, ft in features.items()},
+            "has_subtasks": subtasks is not None,
+            "extra": {
+                k: (v.item() if isinstance(v, np.generic) else v) for k, v in (extra or {}).items()
+            },
+        }
+        write_json(meta, tmp / _EPISODE_JSON)
+        final = staging_root / episode_key
+        if final.exists():
+            old = staging_root / _tmp_name(episode_key + "-old")
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _owner_is_gone(name: str) -> bool:
+    """A temp dir may be removed only if the process that made it (on this host) has exited."""
+    parts = name.rsplit("-", 3)
+    if len(parts) != 4 or parts[1] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(parts[2]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError, OSError):
+        return False
+    return False
+
+
+def staged_episode_keys(staging_root: Path) -> list[str]:
+    """Keys of completely staged episodes (sorted). Temp dirs left by dead workers are removed;
+    those of live workers are left alone."""
+    staging_root = Path(staging_root)
+    if not staging_root.is_dir():
+        return []
+    keys = []
+    for path in sorted(staging_root.iterdir()):
+        if path.name.startswith(_TMP_PREFIX):
+            if _owner_is_gone(path.name):
+                shutil.rmtree(path, ignore_errors=True)
+            continue
+        if path.is_dir() and (path / _EPISODE_JSON).is_file():
+            keys.append(path.name)
+    return keys
+
+
+# ----------------------------------------------------------------------------- consolidation
+
+
+class _FileCursor:
+    """Chunk/file numbering with LeRobot's rule: after chunks_size files, move to next chunk."""
+
+    def __init__(self, chunks_size: int) -> None:
+        self.chunks_size = chunks_size
+        self.chunk = 0
+        self.file = 0
+
+    def advance(self) -> None:
+        if self.file == self.chunks_size - 1:
+            self.chunk, self.file = self.chunk + 1, 0
+        else:
+            self.file += 1
+
+
+def _group_by_size(sizes_mb: list[float], limit_mb: float) -> list[list[int]]:
+    """Consecutive groups; a new group starts when adding the next item would reach the limit."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    total = 0.0
+    for i, size in enumerate(sizes_mb):
+        if current and total + size >= limit_mb:
+            groups.append(current)
+            current, total = [], 0.0
+        current.append(i)
+        total += size
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _final_order(
+    episode_order: list[str], splits: dict[str, list[str]] | None
+) -> tuple[list[str], dict[str, str]]:
+    if len(set(episode_order)) != len(episode_order):
+        raise ValueError("episode_order has duplicate keys")
+    if not episode_order:
+        raise ValueError("episode_order is empty")
+    if splits is None:
+        return list(episode_order), {"train": f"0:{len(episode_order)}"}
+    known = set(episode_order)
+    owner: dict[str, str] = {}
+    for name, keys in splits.items():
+        for key in keys:
+            if key not in known:
+                raise ValueError(f"splits[{name!r}] names episode {key!r} not in episode_order")
+            if key in owner:
+                raise ValueError(f"episode {key!r} is in splits {owner[key]!r} and {name!r}")
+            owner[key] = name
+    order: list[str] = []
+    ranges: dict[str, str] = {}
+    for name in splits:
+        start = len(order)
+        order.extend(k for k in episode_order if owner.get(k) == name)
+        ranges[name] = f"{start}:{len(order)}"
+    order.extend(k for k in episode_order if k not in owner)
+    return order, ranges
+
+
+def _load_staged(staging_root: Path, key: str, features_info: dict, fps: int) -> dict[str, Any]:
+    path = staging_root / key
+    if not (path / _EPISODE_JSON).is_file():
+        raise ValueError(f"episode {key!r} is not staged under {staging_root}")
+    meta = read_json(path / _EPISODE_JSON)
+    if meta.get("features") != features_info:
+        raise ValueError(f"staged episode {key!r} was staged with different features")
+    if meta.get("fps") != fps:
+        raise ValueError(f"staged episode {key!r} has fps {meta.get('fps')}, expected {fps}")
+    meta["dir"] = path
+    return meta
+
+
+def _index_stats(columns: dict[str, np.ndarray]) -> dict:
+    return stats_to_json({k: compute_feature_stats(v, "int64") for k, v in columns.items()})
+
+
+def _episodes_table(rows: list[dict[str, Any]], extra_keys: list[str]) -> pa.Table:
+    columns: dict[str, list[Any]] = {}
+    for row in rows:
+        for k in row:
+            columns.setdefault(k, [])
+    for k in extra_keys:
+        columns.setdefault(k, [])
+    for row in rows:
+        for k in columns:
+            columns[k].append(row.get(k))
+    arrays = {}
+    for k, values in columns.items():
+        try:
+            arrays[k] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise ValueError(f"episode column {k!r} mixes incompatible value types: {exc}") from exc
+    return pa.table(arrays)
+
+
+def consolidate(
+    staging_root: Path,
+    out_root: Path,
+    features: dict[str, Feature],
+    fps: int,
+    robot_type: str,
+    episode_order: list[str],
+    splits: dict[str, list[str]] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    *,
+    chunks_size: int = DEFAULT_CHUNKS_SIZE,
+    data_files_size_in_mb: float = DEFAULT_DATA_FILES_SIZE_IN_MB,
+    video_files_size_in_mb: float = DEFAULT_VIDEO_FILES_SIZE_IN_MB,
+) -> None:
+    """Build the LeRobot v3 dataset at ``out_root`` from staged episodes, atomically.
+
+    Episodes are numbered in ``episode_order``, regrouped so that each split is one contiguous
+    range (LeRobot's ``splits`` are "start:end" episode ranges); episodes in no split go last.
+    The dataset is built in a temp dir beside ``out_root`` and renamed into place only when
+    complete: on failure nothing is left behind and an existing dataset is untouched; an existing
+    dataset is replaced only with ``overwrite=True`` and only after the new one is complete.
+    """
+    staging_root, out_root = Path(staging_root), Path(out_root)
+    if out_root.exists() and not overwrite:
+        raise FileExistsError(f"{out_root} exists; pass overwrite=True to replace it")
+    if chunks_size <= 0 or data_files_size_in_mb <= 0 or video_files_size_in_mb <= 0:
+        raise ValueError("chunks_size and file size limits must be positive")
+    for key in features:
+        validate_feature_key(key)
+    order, split_ranges = _final_order(list(episode_order), splits)
+    features_info = {k: feature_to_info(ft) for k, ft in features.items()}
+    staged = [_load_staged(staging_root, key, features_info, fps) for key in order]
+    with_sub = {m["has_subtasks"] for m in staged}
+    if len(with_sub) > 1:
+        lacking = [m["episode_key"] for m in staged if not m["has_subtasks"]]
+        raise ValueError(f"some episodes have subtasks and {lacking} do not")
+    has_subtasks = with_sub == {True}
+
+    out_root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_root.parent / f".{out_root.name}{_tmp_name('build')}"
+    tmp.mkdir()
+    try:
+        _build(
+            tmp,
+            staged,
+            features,
+            features_info,
+            fps,
+            robot_type,
+            split_ranges,
+            has_subtasks,
+            progress,
+            chunks_size,
+            data_files_size_in_mb,
+            video_files_size_in_mb,
+        )
+        if out_root.exists():
+            old = out_root.parent / f".{out_root.name}{_tmp_name('old')}"
+            out_root.rename(old)
+            tmp.rename(out_root)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out_root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _build(
+    root: Path,
+    staged: list[dict[str, Any]],
+    features: dict[str, Feature],
+    features_info: dict[str, dict[str, Any]],
+    fps: int,
+    robot_type: str,
+    split_ranges: dict[str, str],
+    has_subtasks: bool,
+    progress: bool,
+    chunks_size: int,
+    data_mb: float,
+    video_mb: float,
+) -> None:
+    from tqdm.auto import tqdm
+
+    info_features = dict(features_info)
+    info_features.update({k: dict(v) for k, v in INDEX_FEATURES.items()})
+    if has_subtasks:
+        info_features[SUBTASK_INDEX] = dict(SUBTASK_FEATURE)
+    schema = data_schema(info_features)
+    video_keys = [k for k, ft in features.items() if ft.dtype == "video"]
+
+    # Task tables: first appearance in the final episode order decides the index.
+    task_ids: dict[str, int] = {}
+    subtask_ids: dict[str, int] = {}
+    frame_tables = []
+    for meta in staged:
+        table = pq.read_table(meta["dir"] / _FRAMES)
+        for text in table.column("task").to_pylist():
+            task_ids.setdefault(text, len(task_ids))
+        if has_subtasks:
+            for text in table.column("subtask").to_pylist():
+                subtask_ids.setdefault(text, len(subtask_ids))
+        frame_tables.append(table)
+
+    rows: list[dict[str, Any]] = []
+    per_episode_stats: list[dict] = []
+    start = 0
+    for ep_idx, (meta, table) in enumerate(zip(staged, frame_tables, strict=True)):
+        n = meta["length"]
+        index_cols = {
+            "timestamp": (np.arange(n) / fps).astype(np.float32),
+            "frame_index": np.arange(n, dtype=np.int64),
+            "episode_index": np.full(n, ep_idx, dtype=np.int64),
+            "index": np.arange(start, start + n, dtype=np.int64),
+            "task_index": np.array(
+                [task_ids[t] for t in table.column("task").to_pylist()], dtype=np.int64
+            ),
+        }
+        if has_subtasks:
+            index_cols[SUBTASK_INDEX] = np.array(
+                [subtask_ids[t] for t in table.column("subtask").to_pylist()], dtype=np.int64
+            )
+        cols = [
+            table.column(k) if k in table.column_names else pa.array(index_cols[k])
+            for k in schema.names
+        ]
+        frame_tables[ep_idx] = pa.Table.from_arrays(cols, schema=schema)
+        ep_stats = stats_from_json(read_json(meta["dir"] / _STATS))
+        ep_stats.update(stats_from_json(_index_stats(index_cols)))
+        per_episode_stats.append(ep_stats)
+        tasks_here: list[str] = []
+        for t in table.column("task").to_pylist():
+            if t not in tasks_here:
+                tasks_here.append(t)
+        rows.append(
+            {
+                "episode_index": ep_idx,
+                "tasks": tasks_here,
+                "length": n,
+                "dataset_from_index": start,
+                "dataset_to_index": start + n,
+            }
+        )
+        start += n
+    total_frames = start
+
+    # Data files: whole episodes, a new file when the size limit would be reached.
+    sizes = [(m["dir"] / _FRAMES).stat().st_size / 2**20 for m in staged]
+    cursor = _FileCursor(chunks_size)
+    bar = tqdm(total=len(staged), desc="consolidate", disable=not progress)
+    for g, group in enumerate(_group_by_size(sizes, data_mb)):
+        if g:
+            cursor.advance()
+        path = root / DATA_PATH.format(chunk_index=cursor.chunk, file_index=cursor.file)
+        write_parquet(pa.concat_tables([frame_tables[i] for i in group]), path)
+        for i in group:
+            rows[i]["data/chunk_index"] = cursor.chunk
+            rows[i]["data/file_index"] = cursor.file
+            bar.update(1)
+    bar.close()
+
+    # Videos: per key, episodes back to back, packets copied.
+    for key in video_keys:
+        codecs = {m["video_codec"] for m in staged}
+        if len(codecs) > 1:
+            raise ValueError(f"video {key!r}: staged episodes use different codecs {codecs}")
+        inputs = [m["dir"] / "videos" / f"{key}.mp4" for m in staged]
+        cursor = _FileCursor(chunks_size)
+        sizes = [p.stat().st_size / 2**20 for p in inputs]
+        for g, group in enumerate(_group_by_size(sizes, video_mb)):
+            if g:
+                cursor.advance()
+            path = root / VIDEO_PATH.format(
+                video_key=key, chunk_index=cursor.chunk, file_index=cursor.file
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            counts = [staged[i]["length"] for i in group]
+            vid.concat_videos([inputs[i] for i in group], counts, fps, path)
+            offset = 0
+            for i in group:
+                rows[i][f"videos/{key}/chunk_index"] = cursor.chunk
+                rows[i][f"videos/{key}/file_index"] = cursor.file
+                rows[i][f"videos/{key}/from_timestamp"] = offset / fps
+                rows[i][f"videos/{key}/to_timestamp"] = (offset + staged[i]["length"]) / fps
+                offset += staged[i]["length"]
+        info_features[key]["info"] = vid.video_info(
+            root / VIDEO_PATH.format(video_key=key, chunk_index=0, file_index=0), fps
+        )
+
+    # Episodes metadata: extras, then flattened per-episode stats.
+    extra_keys = sorted({k for m in staged for k in m["extra"]})
+    for row, meta, ep_stats in zip(rows, staged, per_episode_stats, strict=True):
+        for k in extra_keys:
+            row[k] = meta["extra"].get(k)
+        for feat in info_features:
+            for stat, value in stats_to_json({feat: ep_stats[feat]})[feat].items():
+                row[f"stats/{feat}/{stat}"] = value
+    _write_episodes(root, rows, extra_keys, chunks_size, data_mb)
+
+    write_parquet(indexed_strings_table(list(task_ids), "task", "task_index"), root / TASKS_PATH)
+    if has_subtasks:
+        table = indexed_strings_table(list(subtask_ids), "subtask", SUBTASK_INDEX)
+        write_parquet(table, root / SUBTASKS_PATH)
+
+    info = {
+        "codebase_version": CODEBASE_VERSION,
+        "robot_type": robot_type,
+        "total_episodes": len(staged),
+        "total_frames": total_frames,
+        "total_tasks": len(task_ids),
+        "chunks_size": chunks_size,
+        "data_files_size_in_mb": data_mb,
+        "video_files_size_in_mb": video_mb,
+        "fps": fps,
+        "splits": split_ranges,
+        "data_path": DATA_PATH,
+        "video_path": VIDEO_PATH if video_keys else None,
+        "features": info_features,
+    }
+    write_json(info, root / INFO_PATH)
+    write_json(stats_to_json(aggregate_stats(per_episode_stats)), root / STATS_PATH)
+
+
+def _write_episodes(
+    root: Path, rows: list[dict], extra_keys: list[str], chunks_size: int, limit_mb: float
+) -> None:
+    """meta/episodes files, split by the data size limit (rows are ~equal in size)."""
+    probe = _episodes_table(rows, extra_keys)
+    per_row_mb = probe.nbytes / 2**20 / max(1, len(rows))
+    groups = _group_by_size([per_row_mb] * len(rows), limit_mb)
+    cursor = _FileCursor(chunks_size)
+    for g, group in enumerate(groups):
+        if g:
+            cursor.advance()
+        for i in group:
+            rows[i]["meta/episodes/chunk_index"] = cursor.chunk
+            rows[i]["meta/episodes/file_index"] = cursor.file
+    table = _episodes_table(rows, extra_keys)
+    for group in groups:
+        first = rows[group[0]]
+        path = root / EPISODES_PATH.format(
+            chunk_index=first["meta/episodes/chunk_index"],
+            file_index=first["meta/episodes/file_index"],
+        )
+        write_parquet(table.slice(group[0], len(group)), path)
+
+
+__all__ = ["consolidate", "stage_episode", "staged_episode_keys"]
