@@ -140,7 +140,7 @@ def feature_from_info(key: str, entry: Any, where: str) -> Feature:
         if dtype == "image" and isinstance(info, dict) and info.get("depth_unit") == "mm":
             if len(shape) != 3 or shape[2] != 1:
                 raise ValueError(f"depth image shape must be [H, W, 1], got {shape}")
-            return Feature("depth", (shape[0], shape[1]))
+            return Feature("depth", (shape[0], shape[1]), ["height", "width"])
         if dtype in ("video", "image"):
             return Feature(dtype, tuple(shape), names)
         if dtype in NUMERIC_DTYPES:

@@ -19,6 +19,7 @@ Why these choices:
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from fractions import Fraction
@@ -38,8 +39,10 @@ _CODEC_PREFERENCE = ("libsvtav1", "libx264", "h264", "mpeg4")
 # Timestamps of consecutive frames differ by 1/fps; half a frame would be ambiguous, so require
 # a match far tighter than that (LeRobot's default tolerance is 1e-4 s).
 TIMESTAMP_TOLERANCE_S = 1e-4
+_MM_PER_M = round(1.0 / DEPTH_SCALE_M)
 
 
+@functools.cache
 def available_codec() -> str:
     """The most LeRobot-like encoder this PyAV build offers."""
     for name in _CODEC_PREFERENCE:
@@ -180,13 +183,13 @@ def depth_to_mm(depth_m: np.ndarray) -> np.ndarray:
     """Metres -> uint16 millimetres; NaN, inf and non-positive become 0 (invalid), far values clip."""
     d = np.asarray(depth_m, dtype=np.float64)
     valid = np.isfinite(d) & (d > 0)
-    mm = np.where(valid, np.rint(np.where(valid, d, 0.0) / DEPTH_SCALE_M), 0.0)
+    mm = np.where(valid, np.rint(np.where(valid, d, 0.0) * _MM_PER_M), 0.0)
     return np.clip(mm, 0, 65535).astype(np.uint16)
 
 
 def mm_to_depth(mm: np.ndarray) -> np.ndarray:
     """uint16 millimetres -> float32 metres (0 stays 0 = invalid)."""
-    return (mm.astype(np.float32) / np.float32(1.0 / DEPTH_SCALE_M)).astype(np.float32)
+    return mm.astype(np.float32) / np.float32(_MM_PER_M)
 
 
 def encode_png_depth(mm: np.ndarray) -> bytes:

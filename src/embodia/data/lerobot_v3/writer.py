@@ -47,6 +47,7 @@ shape [H, W, 1], 16-bit grayscale PNG of millimetres, info {"depth_unit": "mm",
 
 from __future__ import annotations
 
+import numbers
 import os
 import shutil
 import socket
@@ -145,7 +146,7 @@ def _validate_inputs(
     subtasks: list[str] | None,
     extra: dict[str, Any] | None,
 ) -> tuple[dict[str, np.ndarray], int]:
-    if not isinstance(fps, int) or fps <= 0:
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Integral) or fps <= 0:
         raise ValueError(f"fps must be a positive int, got {fps!r}")
     for key in features:
         validate_feature_key(key)
@@ -172,9 +173,24 @@ def _validate_inputs(
     for name, value in (extra or {}).items():
         if name in _RESERVED_EXTRAS or name.startswith(_RESERVED_EXTRA_PREFIXES):
             raise ValueError(f"extra key {name!r} clashes with a LeRobot episodes column")
-        if not isinstance(value, str | int | float | bool | np.generic) and value is not None:
-            raise ValueError(f"extra[{name!r}] must be a str/int/float/bool/None, got {value!r}")
+        _plain_extra(name, value)
     return arrays, length
+
+
+_SCALARS = (str, int, float, bool, np.generic)
+
+
+def _plain_extra(name: str, value: Any) -> Any:
+    """An extra as a JSON/Arrow-friendly value: a scalar, None, or a flat list of scalars."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, list | tuple):
+        if not all(isinstance(v, _SCALARS) and not isinstance(v, list) for v in value):
+            raise ValueError(f"extra[{name!r}] must be a flat list of scalars, got {value!r}")
+        return [v.item() if isinstance(v, np.generic) else v for v in value]
+    if value is not None and not isinstance(value, _SCALARS):
+        raise ValueError(f"extra[{name!r}] must be a scalar, None or a list, got {value!r}")
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _frames_table(
@@ -243,6 +259,7 @@ def stage_episode(
     """
     _check_episode_key(episode_key)
     arrays, length = _validate_inputs(frames, tasks, features, fps, subtasks, extra)
+    fps = int(fps)
     staging_root = Path(staging_root)
     staging_root.mkdir(parents=True, exist_ok=True)
     tmp = staging_root / _tmp_name(episode_key)
@@ -263,9 +280,7 @@ def stage_episode(
             "video_codec": codec,
             "features": {k: feature_to_info(ft) for k, ft in features.items()},
             "has_subtasks": subtasks is not None,
-            "extra": {
-                k: (v.item() if isinstance(v, np.generic) else v) for k, v in (extra or {}).items()
-            },
+            "extra": {k: _plain_extra(k, v) for k, v in (extra or {}).items()},
         }
         write_json(meta, tmp / _EPISODE_JSON)
         final = staging_root / episode_key
@@ -389,7 +404,7 @@ def _load_staged(staging_root: Path, key: str, features_info: dict, fps: int) ->
 
 
 def _index_stats(columns: dict[str, np.ndarray]) -> dict:
-    return stats_to_json({k: compute_feature_stats(v, "int64") for k, v in columns.items()})
+    return stats_to_json({k: compute_feature_stats(v, "float64") for k, v in columns.items()})
 
 
 def _episodes_table(rows: list[dict[str, Any]], extra_keys: list[str]) -> pa.Table:
@@ -435,6 +450,7 @@ def consolidate(
     dataset is replaced only with ``overwrite=True`` and only after the new one is complete.
     """
     staging_root, out_root = Path(staging_root), Path(out_root)
+    fps = int(fps)
     if out_root.exists() and not overwrite:
         raise FileExistsError(f"{out_root} exists; pass overwrite=True to replace it")
     if chunks_size <= 0 or data_files_size_in_mb <= 0 or video_files_size_in_mb <= 0:
