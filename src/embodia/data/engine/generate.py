@@ -122,8 +122,8 @@ _STAGE: Path | None = None
 
 def _worker_init(cfg: GenerateConfig, stage: Path) -> None:
     global _CFG, _STAGE
-    # One rasteriser thread per worker: the workers already fill the cores.
-    os.environ.setdefault("LP_NUM_THREADS", "1")
+    # Rasterise on the calling thread: the workers already fill the cores.
+    os.environ.setdefault("LP_NUM_THREADS", "0")
     _CFG, _STAGE = cfg, stage
 
 

@@ -1,0 +1,187 @@
+"""End to end: `embodia data generate` writes a dataset the reader round-trips, resumes exactly after
+an interrupt, rejects bad requests up front, and its grounding answers hit the objects' own pixels."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from embodia.cli import main as cli_main
+from embodia.configs.data import GenerateConfig
+from embodia.data.engine import generate as gen
+from embodia.data.engine.episode import EpisodeRecorder
+from embodia.data.engine.splits import plan_episodes
+from embodia.data.lerobot_v3.reader import LeRobotV3Dataset
+
+SMALL = dict(
+    tasks=("reach", "pick-place"),
+    episodes_per_task=(1, 1, 1),
+    image_size=48,
+    max_steps=30,
+    qa_every=10,
+    workers=1,
+    progress=False,
+)
+
+
+def _tree_digest(root: Path, include_videos: bool = True) -> dict[str, str]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and (include_videos or path.suffix != ".mp4"):
+            out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gen") / "ds"
+    gen.generate(GenerateConfig(output=out, **SMALL))
+    return out
+
+
+def test_dataset_round_trips_through_the_reader(dataset):
+    ds = LeRobotV3Dataset(dataset)
+    assert ds.num_episodes == 6
+    assert ds.fps == 80
+    assert {ep["split"] for ep in ds.episodes} == {"train", "val", "test"}
+    assert len(ds.episode_indices("train")) == 2
+    for index in range(ds.num_episodes):
+        ep = ds.load_episode(index)
+        n = len(ep["task"])
+        assert 1 <= n <= 30
+        assert ep["observation.images.corner"].shape == (n, 48, 48, 3)
+        depth = ep["observation.depth.gripperPOV"]
+        assert depth.shape == (n, 48, 48) and depth.dtype == np.float32
+        assert ep["action"].shape == (n, 4) and np.abs(ep["action"]).max() <= 1.0
+        assert ep["observation.cameras.corner.intrinsics"].shape == (n, 9)
+        assert len(ep["subtask"]) == n and all(ep["subtask"])
+    # depth in the episode equals the lossless depth PNG saved with the QA sample of that frame
+    first = json.loads((dataset / "conversations" / "train.jsonl").read_text().splitlines()[0])
+    ep_index = next(i for i, e in enumerate(ds.episodes) if e["split"] == "train")
+    episode = ds.load_episode(ep_index)
+    png = np.asarray(Image.open(dataset / "conversations" / first["depth"])).astype(np.float32) / 1000
+    stored = episode[f"observation.depth.{first['camera']}"][first["frame_index"]]
+    np.testing.assert_allclose(stored, png, atol=1e-6)
+
+
+def test_conversations_reference_existing_files_and_have_all_families(dataset):
+    families = set()
+    for split in ("train", "val", "test"):
+        for line in (dataset / "conversations" / f"{split}.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            assert row["split"] == split
+            assert (dataset / "conversations" / row["image"]).is_file()
+            assert (dataset / "conversations" / row["depth"]).is_file()
+            assert row["conversations"][0]["from"] == "human"
+            assert row["conversations"][0]["value"].startswith("<image>\n")
+            families.add(row["task_type"])
+    assert families == {"grounding", "spatial", "planning"}
+    engine = json.loads((dataset / "engine.json").read_text())
+    assert engine["episodes"] == 6 and "metaworld" in engine["versions"]
+
+
+def test_grounding_points_land_on_the_objects_own_pixels():
+    cfg = GenerateConfig(output=Path("unused"), **SMALL)
+    spec = plan_episodes(5, ["pick-place-v3"], {"train": 1})[0]
+    recorder = EpisodeRecorder(cfg, "pick-place-v3")
+    try:
+        episode = recorder.record(spec)
+        points = [s for s in episode.samples if s["category"] == "point" and s["frame_index"] == 0]
+        assert points, "frame 0 should have point questions"
+        recorder.scene.reset(spec.layout_seed)  # back to frame 0's state
+        checked = 0
+        for s in points:
+            seg = recorder.renderer.segmentation(recorder.scene.data, s["camera"])
+            x, y = (np.array(s["answer"]["point_2d"]) * cfg.image_size / 1000).astype(int)
+            x, y = min(x, cfg.image_size - 1), min(y, cfg.image_size - 1)
+            label = s["answer"]["label"]
+            if label == "gripper":
+                own = recorder.gripper_geoms
+            elif label in recorder.object_geoms:
+                own = recorder.object_geoms[label]
+            else:
+                continue  # target regions have no pixels of their own
+            # rounding to the 0-1000 grid may move the point by up to one pixel
+            window = seg[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2]
+            assert np.isin(window, own).any(), f"{label} point {s['answer']} misses its pixels"
+            checked += 1
+        assert checked >= 2
+    finally:
+        recorder.close()
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, dataset, monkeypatch):
+    out = tmp_path / "ds"
+    cfg = GenerateConfig(output=out, **SMALL)
+    real = gen.record_and_stage
+    calls = {"n": 0}
+
+    def flaky(spec):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(spec)
+
+    monkeypatch.setattr(gen, "record_and_stage", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        gen.generate(cfg)
+    assert not out.exists(), "nothing may appear at the output before the run is complete"
+    from embodia.data.lerobot_v3.writer import staged_episode_keys
+
+    assert len(staged_episode_keys(gen.staging_dir(cfg) / "episodes")) == 3
+    monkeypatch.setattr(gen, "record_and_stage", real)
+    gen.generate(cfg)
+    assert not gen.staging_dir(cfg).exists()
+    assert _tree_digest(out, include_videos=False) == _tree_digest(dataset, include_videos=False)
+    a, b = LeRobotV3Dataset(out), LeRobotV3Dataset(dataset)
+    for i in range(a.num_episodes):
+        va = a.load_episode(i)["observation.images.corner"].astype(int)
+        vb = b.load_episode(i)["observation.images.corner"].astype(int)
+        assert np.abs(va - vb).max() <= 2
+
+
+def test_resume_with_a_changed_config_is_refused(tmp_path):
+    cfg = GenerateConfig(output=tmp_path / "ds", **SMALL)
+    gen._check_resume(gen.staging_dir(cfg), cfg)
+    changed = GenerateConfig(output=tmp_path / "ds", **{**SMALL, "image_size": 64})
+    with pytest.raises(gen.GenerateError, match="image_size"):
+        gen._check_resume(gen.staging_dir(changed), changed)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"tasks": ("pick-plcae",)}, "pick-plcae"),
+        ({"cameras": ("corner", "wristcam")}, "wristcam"),
+        ({"image_size": 4}, "image-size"),
+    ],
+)
+def test_bad_requests_are_refused_before_any_work(tmp_path, override, message):
+    cfg = GenerateConfig(output=tmp_path / "ds", **{**SMALL, **override})
+    with pytest.raises(gen.GenerateError, match=message):
+        gen.generate(cfg)
+    assert not (tmp_path / "ds").exists() and not gen.staging_dir(cfg).exists()
+
+
+def test_bad_output_paths_are_refused(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(gen.GenerateError, match="not a directory"):
+        gen.validate(GenerateConfig(output=a_file, **SMALL))
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("precious")
+    with pytest.raises(gen.GenerateError, match="--overwrite"):
+        gen.validate(GenerateConfig(output=full, **SMALL))
+    assert (full / "keep.txt").read_text() == "precious"
+
+
+def test_cli_reports_errors_clearly(tmp_path, capsys):
+    code = cli_main(["data", "generate", "--output", str(tmp_path / "x"), "--tasks", "not-a-task"])
+    assert code == 2
+    assert "not-a-task" in capsys.readouterr().err
