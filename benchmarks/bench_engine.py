@@ -21,10 +21,10 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from embodia.configs.data import GenerateConfig  # noqa: E402
-from embodia.data.engine import generate as gen  # noqa: E402
+from embodia.configs.data import GenerateConfig
+from embodia.data.engine import generate as gen
 
 
 def breakdown(cameras: tuple[str, ...], size: int, steps: int = 150) -> dict[str, float]:
@@ -63,8 +63,12 @@ def breakdown(cameras: tuple[str, ...], size: int, steps: int = 150) -> dict[str
 
 def run(tasks: list[str], episodes: int, workers: int, size: int, root: Path) -> dict[str, float]:
     cfg = GenerateConfig(
-        output=root / f"w{workers}", tasks=tuple(tasks), episodes_per_task=(episodes, 0, 0),
-        workers=workers, image_size=size, progress=False,
+        output=root / f"w{workers}",
+        tasks=tuple(tasks),
+        episodes_per_task=(episodes, 0, 0),
+        workers=workers,
+        image_size=size,
+        progress=False,
     )
     stage = gen.staging_dir(cfg)
     resolved = gen.validate(cfg)
@@ -80,12 +84,21 @@ def run(tasks: list[str], episodes: int, workers: int, size: int, root: Path) ->
     from embodia.data.lerobot_v3.reader import LeRobotV3Dataset
 
     frames = LeRobotV3Dataset(cfg.output).num_frames
-    return {"frames": frames, "record_s": record_s, "fps": frames / record_s, "finalize_s": finalize_s}
+    return {
+        "frames": frames,
+        "record_s": record_s,
+        "fps": frames / record_s,
+        "finalize_s": finalize_s,
+    }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", nargs="+", default=["pick-place", "reach", "drawer-open", "button-press"])
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--tasks", nargs="+", default=["pick-place", "reach", "drawer-open", "button-press"]
+    )
     p.add_argument("--episodes", type=int, default=3, help="episodes per task")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--size", type=int, default=128)
@@ -94,18 +107,25 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}  cameras: {cams}  size: {args.size}px  tasks: {args.tasks}")
     parts = breakdown(cams, args.size)
     total = sum(parts.values())
-    print("single-process step breakdown (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
-          + f"  => {total:.1f} ms/step, {1000 / total:.1f} frames/s before encoding/IO")
+    print(
+        "single-process step breakdown (ms): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
+        + f"  => {total:.1f} ms/step, {1000 / total:.1f} frames/s before encoding/IO"
+    )
     root = Path(tempfile.mkdtemp(prefix="embodia-bench-"))
     try:
         results = {}
         for w in sorted({1, args.workers}):
             r = run(args.tasks, args.episodes, w, args.size, root)
             results[w] = r
-            print(f"workers={w}: {r['frames']} frames in {r['record_s']:.1f} s -> {r['fps']:.1f} frames/s "
-                  f"(+ {r['finalize_s']:.1f} s to assemble the LeRobot dataset)")
+            print(
+                f"workers={w}: {r['frames']} frames in {r['record_s']:.1f} s -> {r['fps']:.1f} frames/s "
+                f"(+ {r['finalize_s']:.1f} s to assemble the LeRobot dataset)"
+            )
         if len(results) == 2:
-            print(f"speed-up with {args.workers} workers: {results[args.workers]['fps'] / results[1]['fps']:.2f}x")
+            print(
+                f"speed-up with {args.workers} workers: {results[args.workers]['fps'] / results[1]['fps']:.2f}x"
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

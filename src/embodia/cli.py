@@ -50,8 +50,9 @@ def run_info(cfg: InfoConfig) -> None:
 
 
 def run_quickstart(cfg: QuickstartConfig) -> None:
-    gen = GenerateConfig(output=cfg.output, episodes_per_task=(2, 1, 1), workers=cfg.workers,
-                         overwrite=cfg.overwrite)
+    gen = GenerateConfig(
+        output=cfg.output, episodes_per_task=(2, 1, 1), workers=cfg.workers, overwrite=cfg.overwrite
+    )
     run_generate(gen)
     run_show(ShowConfig(dataset=cfg.output))
 
@@ -73,7 +74,9 @@ def _usage() -> str:
         lines.append(f"  {name:<22} {(cfg_type.__doc__ or '').strip().splitlines()[0]}")
     for group, subs in COMMANDS.items():
         for name, (cfg_type, _) in subs.items():
-            lines.append(f"  {group + ' ' + name:<22} {(cfg_type.__doc__ or '').strip().splitlines()[0]}")
+            lines.append(
+                f"  {group + ' ' + name:<22} {(cfg_type.__doc__ or '').strip().splitlines()[0]}"
+            )
     lines += ["", "Run `embodia <command> --help` for its options."]
     return "\n".join(lines)
 

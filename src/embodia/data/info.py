@@ -40,11 +40,18 @@ def summary(dataset: Path) -> dict:
 def print_summary(dataset: Path) -> None:
     info = summary(Path(dataset))
     console = Console()
-    console.print(f"[bold]{info['path']}[/bold]: {info['episodes']} episodes, {info['frames']} frames "
-                  f"at {info['fps']} fps, {info['tasks']} tasks, {info['instructions']} instructions")
+    console.print(
+        f"[bold]{info['path']}[/bold]: {info['episodes']} episodes, {info['frames']} frames "
+        f"at {info['fps']} fps, {info['tasks']} tasks, {info['instructions']} instructions"
+    )
     table = Table("split", "episodes", "frames", "expert successes", "QA samples")
     for split, c in info["splits"].items():
-        table.add_row(split, str(c["episodes"]), str(c["frames"]), str(c["successes"]),
-                      str(info["conversations"].get(split, 0)))
+        table.add_row(
+            split,
+            str(c["episodes"]),
+            str(c["frames"]),
+            str(c["successes"]),
+            str(info["conversations"].get(split, 0)),
+        )
     console.print(table)
     console.print("features: " + json.dumps(info["features"]))

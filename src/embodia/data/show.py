@@ -15,11 +15,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
 
-from embodia.configs.data import ShowConfig  # noqa: E402
+from embodia.configs.data import ShowConfig
 
 
 class ShowError(ValueError):
@@ -29,7 +29,9 @@ class ShowError(ValueError):
 def load_conversations(dataset: Path, split: str) -> list[dict]:
     path = Path(dataset) / "conversations" / f"{split}.jsonl"
     if not path.exists():
-        raise ShowError(f"{path} not found: is {dataset} a dataset written by `embodia data generate`?")
+        raise ShowError(
+            f"{path} not found: is {dataset} a dataset written by `embodia data generate`?"
+        )
     rows = []
     with open(path) as fh:
         for n, line in enumerate(fh, 1):
@@ -73,10 +75,17 @@ def contact_sheet(cfg: ShowConfig) -> Path:
         raise ShowError(f"{dataset}: the {cfg.split} split has no conversation samples")
     rng = np.random.default_rng(cfg.seed)
     keys = sorted(by_image)
-    picks = [keys[i] for i in sorted(rng.choice(len(keys), min(cfg.samples, len(keys)), replace=False))]
+    picks = [
+        keys[i] for i in sorted(rng.choice(len(keys), min(cfg.samples, len(keys)), replace=False))
+    ]
 
-    fig, axes = plt.subplots(len(picks), 3, figsize=(15, 3.6 * len(picks)),
-                             gridspec_kw={"width_ratios": [1, 1.15, 2.4]}, squeeze=False)
+    fig, axes = plt.subplots(
+        len(picks),
+        3,
+        figsize=(15, 3.6 * len(picks)),
+        gridspec_kw={"width_ratios": [1, 1.15, 2.4]},
+        squeeze=False,
+    )
     for row, key in zip(axes, picks, strict=True):
         samples = by_image[key]
         first = samples[0]
@@ -91,24 +100,36 @@ def contact_sheet(cfg: ShowConfig) -> Path:
             if "bbox_2d" in ans:
                 x1, y1 = _to_pixels(ans["bbox_2d"][:2], size, style)
                 x2, y2 = _to_pixels(ans["bbox_2d"][2:], size, style)
-                row[0].add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="yellow", lw=1.2))
+                row[0].add_patch(
+                    plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="yellow", lw=1.2)
+                )
                 row[0].text(x1, y1 - 1, ans["label"], color="yellow", fontsize=7, va="bottom")
             if "point_2d" in ans:
                 x, y = _to_pixels(ans["point_2d"], size, style)
                 row[0].plot([x], [y], marker="+", color="cyan", ms=9, mew=2)
                 row[0].text(x + 2, y + 2, ans["label"], color="cyan", fontsize=7, va="top")
-        row[0].set_title(f"{first['env_name']} {first['camera']} t={first['frame_index']}", fontsize=8)
+        row[0].set_title(
+            f"{first['env_name']} {first['camera']} t={first['frame_index']}", fontsize=8
+        )
         im = row[1].imshow(depth, cmap="Spectral")
         fig.colorbar(im, ax=row[1], fraction=0.046, pad=0.02, label="depth (m)")
         row[1].set_title(f"metric depth, {np.isnan(depth).mean():.0%} invalid", fontsize=8)
-        row[2].text(0.0, 1.0, _qa_lines(samples), va="top", ha="left", fontsize=7, family="monospace",
-                    transform=row[2].transAxes)
+        row[2].text(
+            0.0,
+            1.0,
+            _qa_lines(samples),
+            va="top",
+            ha="left",
+            fontsize=7,
+            family="monospace",
+            transform=row[2].transAxes,
+        )
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
         row[2].axis("off")
     fig.suptitle(f"{dataset.name}: {cfg.split} split, {len(by_image)} images with QA", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     out = Path(cfg.output) if cfg.output else dataset / "contact_sheet.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.png")

@@ -64,7 +64,9 @@ def test_dataset_round_trips_through_the_reader(dataset):
     first = json.loads((dataset / "conversations" / "train.jsonl").read_text().splitlines()[0])
     ep_index = next(i for i, e in enumerate(ds.episodes) if e["split"] == "train")
     episode = ds.load_episode(ep_index)
-    png = np.asarray(Image.open(dataset / "conversations" / first["depth"])).astype(np.float32) / 1000
+    png = (
+        np.asarray(Image.open(dataset / "conversations" / first["depth"])).astype(np.float32) / 1000
+    )
     stored = episode[f"observation.depth.{first['camera']}"][first["frame_index"]]
     np.testing.assert_allclose(stored, png, atol=1e-6)
 

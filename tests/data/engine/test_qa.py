@@ -19,13 +19,26 @@ def _camera() -> PinholeCamera:
 def _entity(name, kind, pos, cam):
     uv, z = cam.project(np.array(pos))
     x, y = uv[0]
-    return qa.SceneEntity(name, kind, np.array(pos, float),
-                          Projection((x, y), (x - 5, y - 5, x + 5, y + 5), float(z[0]), 50))
+    return qa.SceneEntity(
+        name,
+        kind,
+        np.array(pos, float),
+        Projection((x, y), (x - 5, y - 5, x + 5, y + 5), float(z[0]), 50),
+    )
 
 
 def _ctx(entities, cam):
-    return qa.FrameContext(cam, entities, "Pick up the puck.", ("reach the puck", "grasp the puck"), 1,
-                           0.0, "img.png", "img_depth.png", {"frame_index": 0})
+    return qa.FrameContext(
+        cam,
+        entities,
+        "Pick up the puck.",
+        ("reach the puck", "grasp the puck"),
+        1,
+        0.0,
+        "img.png",
+        "img_depth.png",
+        {"frame_index": 0},
+    )
 
 
 def test_camera_projects_centre_and_right():
@@ -63,7 +76,11 @@ def test_grounding_coordinates_qwen3_and_absolute():
         out = qa.grounding_samples(_ctx([puck], cam), rng, style)
         ans = out[0]["answer"]
         key = "point_2d" if "point_2d" in ans else "bbox_2d"
-        got = ans[key][:2] if key == "point_2d" else [(ans[key][0] + ans[key][2]) // 2, (ans[key][1] + ans[key][3]) // 2]
+        got = (
+            ans[key][:2]
+            if key == "point_2d"
+            else [(ans[key][0] + ans[key][2]) // 2, (ans[key][1] + ans[key][3]) // 2]
+        )
         assert got == expected
         assert json.loads(out[0]["conversations"][1]["value"])[0]["label"] == "puck"
 

@@ -21,8 +21,13 @@ def test_plan_is_deterministic_ordered_and_stable_when_growing():
 
 
 def test_seeds_differ_across_splits_tasks_and_root_seed():
-    seeds = {layout_seed(r, t, s, n) for r in (0, 1) for t in ("reach-v3", "push-v3")
-             for s in ("train", "val", "test") for n in range(20)}
+    seeds = {
+        layout_seed(r, t, s, n)
+        for r in (0, 1)
+        for t in ("reach-v3", "push-v3")
+        for s in ("train", "val", "test")
+        for n in range(20)
+    }
     assert len(seeds) == 2 * 2 * 3 * 20
     with pytest.raises(ValueError, match="split"):
         layout_seed(0, "reach-v3", "holdout", 0)
@@ -43,7 +48,7 @@ def test_sampled_layouts_of_splits_never_overlap():
 
 def test_overlap_is_detected():
     vec = np.array([0.1, 0.6, 0.02])
-    with pytest.raises(SplitOverlapError, match="train.*test|test.*train"):
+    with pytest.raises(SplitOverlapError, match=r"train.*test|test.*train"):
         check_disjoint([("reach-v3", "train", vec), ("reach-v3", "test", vec.copy())])
 
 

@@ -63,7 +63,9 @@ class RecordedEpisode:
     subtasks: list[str]
     extra: dict[str, Any]
     samples: list[dict[str, Any]] = field(default_factory=list)
-    images: dict[str, np.ndarray] = field(default_factory=dict)  # relative path -> RGB or uint16 depth
+    images: dict[str, np.ndarray] = field(
+        default_factory=dict
+    )  # relative path -> RGB or uint16 depth
 
     @property
     def length(self) -> int:
@@ -94,8 +96,12 @@ class EpisodeRecorder:
         self.object_geoms = {
             o.name: object_geom_ids(model, o) for o in self.task.objects if o.kind == "object"
         }
-        self.gripper_geoms = np.flatnonzero(
-            np.isin(model.geom_bodyid, [model.body(b).id for b in GRIPPER_BODIES])
+        gripper_bodies = [model.body(b).id for b in GRIPPER_BODIES]
+        self.gripper_geoms = np.flatnonzero(np.isin(model.geom_bodyid, gripper_bodies))
+        # A camera riding on the gripper sees the gripper smeared over its whole view: no question
+        # about the gripper's position in such an image has a sensible answer.
+        self.on_gripper = frozenset(
+            c for c in cfg.cameras if int(model.cam_bodyid[model.camera(c).id]) in gripper_bodies
         )
 
     def close(self) -> None:
@@ -140,8 +146,12 @@ class EpisodeRecorder:
             action = np.clip(action, -1.0, 1.0)  # what the environment actually executes
             subtasks.append(self.task.phases[phase])
             if t % cfg.qa_every == 0:
-                ctx_meta = {"episode": spec.key, "frame_index": t, "split": spec.split,
-                            "env_name": spec.env_name}
+                ctx_meta = {
+                    "episode": spec.key,
+                    "frame_index": t,
+                    "split": spec.split,
+                    "env_name": spec.env_name,
+                }
                 for name in cfg.cameras:
                     stem = f"{spec.key}/{name}_{t:04d}"
                     images[f"{stem}.png"] = views[name].rgb
@@ -188,8 +198,9 @@ class EpisodeRecorder:
             "first_success_frame": -1 if first_success is None else first_success,
             "instruction": instruction,
         }
-        return RecordedEpisode(spec, frames, [instruction] * len(subtasks), subtasks, extra,
-                               samples, images)
+        return RecordedEpisode(
+            spec, frames, [instruction] * len(subtasks), subtasks, extra, samples, images
+        )
 
     def _entities(self, cam: PinholeCamera, name: str, depth: np.ndarray) -> list[qa.SceneEntity]:
         model, data, env = self.scene.model, self.scene.data, self.scene.env
@@ -202,13 +213,20 @@ class EpisodeRecorder:
             else:
                 proj = project_region(cam, pos, obj.radius, depth)
             out.append(qa.SceneEntity(obj.name, obj.kind, pos, proj))
-        grip = project_object(model, data, cam, self.gripper_geoms, seg)
+        grip = None
+        if name not in self.on_gripper:
+            grip = project_object(model, data, cam, self.gripper_geoms, seg)
         out.append(qa.SceneEntity("gripper", "gripper", np.asarray(env.tcp_center), grip))
         return out
 
 
 def _numpy_dtype(feature: Feature) -> type:
     return {
-        "video": np.uint8, "image": np.uint8, "depth": np.float32, "float32": np.float32,
-        "float64": np.float64, "int64": np.int64, "bool": np.bool_,
+        "video": np.uint8,
+        "image": np.uint8,
+        "depth": np.float32,
+        "float32": np.float32,
+        "float64": np.float64,
+        "int64": np.int64,
+        "bool": np.bool_,
     }[feature.dtype]

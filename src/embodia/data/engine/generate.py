@@ -15,6 +15,7 @@ Output layout::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing as mp
@@ -36,7 +37,15 @@ from embodia.data.engine.splits import EpisodeSpec, check_disjoint, plan_episode
 from embodia.data.engine.tasks import resolve_tasks
 
 ROBOT_TYPE = "sawyer"
-KNOWN_CAMERAS = ("topview", "corner", "corner2", "corner3", "corner4", "behindGripper", "gripperPOV")
+KNOWN_CAMERAS = (
+    "topview",
+    "corner",
+    "corner2",
+    "corner3",
+    "corner4",
+    "behindGripper",
+    "gripperPOV",
+)
 
 
 class GenerateError(ValueError):
@@ -51,20 +60,28 @@ def validate(cfg: GenerateConfig) -> list[str]:
         raise GenerateError(f"--tasks: {exc}") from exc
     bad = [c for c in cfg.cameras if c not in KNOWN_CAMERAS]
     if bad:
-        raise GenerateError(f"--cameras: unknown camera {bad[0]!r}; choose from {list(KNOWN_CAMERAS)}")
+        raise GenerateError(
+            f"--cameras: unknown camera {bad[0]!r}; choose from {list(KNOWN_CAMERAS)}"
+        )
     if len(set(cfg.cameras)) != len(cfg.cameras) or not cfg.cameras:
-        raise GenerateError(f"--cameras: need one or more distinct cameras, got {list(cfg.cameras)}")
+        raise GenerateError(
+            f"--cameras: need one or more distinct cameras, got {list(cfg.cameras)}"
+        )
     if not 16 <= cfg.image_size <= 640:
         raise GenerateError(f"--image-size: {cfg.image_size} is outside 16..640 pixels")
     if min(cfg.episodes_per_task) < 0 or sum(cfg.episodes_per_task) == 0:
-        raise GenerateError(f"--episodes-per-task: need non-negative counts, not all zero: {cfg.episodes_per_task}")
+        raise GenerateError(
+            f"--episodes-per-task: need non-negative counts, not all zero: {cfg.episodes_per_task}"
+        )
     if cfg.workers < 1 or cfg.qa_every < 1 or cfg.max_steps < 1:
         raise GenerateError("--workers, --qa-every and --max-steps must be at least 1")
     out = Path(cfg.output)
     if out.exists() and not out.is_dir():
         raise GenerateError(f"--output: {out} exists and is not a directory")
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        raise GenerateError(f"--output: {out} already exists and is not empty; pass --overwrite to replace it")
+        raise GenerateError(
+            f"--output: {out} already exists and is not empty; pass --overwrite to replace it"
+        )
     parent = out.resolve().parent
     while not parent.exists():
         parent = parent.parent
@@ -152,13 +169,21 @@ def record_and_stage(spec: EpisodeSpec) -> tuple[str, int, float]:
     episode = _recorder(spec.env_name).record(spec)
     _stage_conversations(_STAGE / "conversations", spec.key, episode.samples, episode.images)
     stage_episode(
-        _STAGE / "episodes", spec.key, episode.frames, episode.tasks, episode_features(_CFG),
-        fps=CONTROL_FPS, extra=episode.extra, subtasks=episode.subtasks,
+        _STAGE / "episodes",
+        spec.key,
+        episode.frames,
+        episode.tasks,
+        episode_features(_CFG),
+        fps=CONTROL_FPS,
+        extra=episode.extra,
+        subtasks=episode.subtasks,
     )
     return spec.key, episode.length, time.perf_counter() - start
 
 
-def _stage_conversations(root: Path, key: str, samples: list[dict], images: dict[str, np.ndarray]) -> None:
+def _stage_conversations(
+    root: Path, key: str, samples: list[dict], images: dict[str, np.ndarray]
+) -> None:
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{key}-{uuid.uuid4().hex}"
     for rel, array in images.items():
@@ -195,7 +220,9 @@ def generate(cfg: GenerateConfig) -> Path:
     return _finalize(cfg, stage, plan)
 
 
-def _run_workers(cfg: GenerateConfig, stage: Path, todo: list[EpisodeSpec], already: int, total: int) -> None:
+def _run_workers(
+    cfg: GenerateConfig, stage: Path, todo: list[EpisodeSpec], already: int, total: int
+) -> None:
     if not todo:
         return
     bar = tqdm(total=total, initial=already, unit="ep", desc="episodes", disable=not cfg.progress)
@@ -217,8 +244,9 @@ def _run_workers(cfg: GenerateConfig, stage: Path, todo: list[EpisodeSpec], alre
                 _close_recorders()
         else:
             ctx = mp.get_context("spawn")  # never fork a process that might hold a GL context
-            with ctx.Pool(cfg.workers, initializer=_worker_init, initargs=(cfg, stage),
-                          maxtasksperchild=None) as pool:
+            with ctx.Pool(
+                cfg.workers, initializer=_worker_init, initargs=(cfg, stage), maxtasksperchild=None
+            ) as pool:
                 chunk = max(1, min(4, len(todo) // (cfg.workers * 4) or 1))
                 for result in pool.imap_unordered(record_and_stage, todo, chunksize=chunk):
                     advance(result)
@@ -239,12 +267,19 @@ def _finalize(cfg: GenerateConfig, stage: Path, plan: list[EpisodeSpec]) -> Path
         shutil.rmtree(assembled)
     splits = {s: [p.key for p in plan if p.split == s] for s in SPLITS}
     consolidate(
-        stage / "episodes", assembled, episode_features(cfg), fps=CONTROL_FPS, robot_type=ROBOT_TYPE,
-        episode_order=[p.key for p in plan], splits={k: v for k, v in splits.items() if v},
+        stage / "episodes",
+        assembled,
+        episode_features(cfg),
+        fps=CONTROL_FPS,
+        robot_type=ROBOT_TYPE,
+        episode_order=[p.key for p in plan],
+        splits={k: v for k, v in splits.items() if v},
         progress=cfg.progress,
     )
     dataset = LeRobotV3Dataset(assembled)
-    check_disjoint((ep["env_name"], ep["split"], np.asarray(ep["layout"])) for ep in dataset.episodes)
+    check_disjoint(
+        (ep["env_name"], ep["split"], np.asarray(ep["layout"])) for ep in dataset.episodes
+    )
     counts = _assemble_conversations(stage / "conversations", assembled / "conversations", plan)
     summary = {
         "config": _config_fingerprint(cfg),
@@ -260,12 +295,14 @@ def _finalize(cfg: GenerateConfig, stage: Path, plan: list[EpisodeSpec]) -> Path
     return out
 
 
-def _assemble_conversations(src: Path, dst: Path, plan: list[EpisodeSpec]) -> dict[str, dict[str, int]]:
+def _assemble_conversations(
+    src: Path, dst: Path, plan: list[EpisodeSpec]
+) -> dict[str, dict[str, int]]:
     dst.mkdir(parents=True)
     (dst / "images").mkdir()
     counts: dict[str, Counter] = {s: Counter() for s in SPLITS}
-    handles = {s: open(dst / f"{s}.jsonl", "w") for s in SPLITS}
-    try:
+    with contextlib.ExitStack() as stack:
+        handles = {s: stack.enter_context(open(dst / f"{s}.jsonl", "w")) for s in SPLITS}
         for spec in plan:
             ep_dir = src / spec.key
             with open(ep_dir / "samples.jsonl") as fh:
@@ -275,9 +312,6 @@ def _assemble_conversations(src: Path, dst: Path, plan: list[EpisodeSpec]) -> di
                     handles[spec.split].write(line)
             if (ep_dir / "images" / spec.key).exists():
                 shutil.copytree(ep_dir / "images" / spec.key, dst / "images" / spec.key)
-    finally:
-        for fh in handles.values():
-            fh.close()
     return {s: dict(sorted(c.items())) for s, c in counts.items()}
 
 
