@@ -44,7 +44,10 @@ def _primitive_points(geom_type: int, size: np.ndarray) -> np.ndarray:
         return signs * size[:3]
     if geom_type == mujoco.mjtGeom.mjGEOM_SPHERE:
         r = size[0]
-        pts = [np.c_[circle * r, np.zeros(16)], np.c_[circle[:, :1] * r, np.zeros(16), circle[:, 1:] * r]]
+        pts = [
+            np.c_[circle * r, np.zeros(16)],
+            np.c_[circle[:, :1] * r, np.zeros(16), circle[:, 1:] * r],
+        ]
         pts.append(np.c_[np.zeros(16), circle * r])
         return np.concatenate(pts)
     if geom_type in (mujoco.mjtGeom.mjGEOM_CYLINDER, mujoco.mjtGeom.mjGEOM_CAPSULE):

@@ -66,8 +66,15 @@ def _answer_json(payload: dict[str, Any]) -> str:
     return json.dumps([payload], separators=(", ", ": "))
 
 
-def _sample(ctx: FrameContext, task: str, category: str, question: str, answer_text: str,
-            answer: Any, tolerance: Any = None) -> dict[str, Any]:
+def _sample(
+    ctx: FrameContext,
+    task: str,
+    category: str,
+    question: str,
+    answer_text: str,
+    answer: Any,
+    tolerance: Any = None,
+) -> dict[str, Any]:
     return {
         "image": ctx.image,
         "depth": ctx.depth,
@@ -84,8 +91,9 @@ def _sample(ctx: FrameContext, task: str, category: str, question: str, answer_t
     }
 
 
-def grounding_samples(ctx: FrameContext, rng: np.random.Generator,
-                      style: CoordinateStyle) -> list[dict[str, Any]]:
+def grounding_samples(
+    ctx: FrameContext, rng: np.random.Generator, style: CoordinateStyle
+) -> list[dict[str, Any]]:
     """Point or box of every visible object and region (one question each, kind drawn at random)."""
     samples = []
     for ent in ctx.entities:
@@ -95,19 +103,45 @@ def grounding_samples(ctx: FrameContext, rng: np.random.Generator,
         what = _label(ent)
         if ent.kind == "region" or rng.random() < 0.5:
             xy = to_qwen_xy(*proj.point, ctx.camera, style)
-            q = rng.choice([f"Point to {what}.", f"Where is {what}? Answer with a point.",
-                            f"Locate {what} in the image and output its point coordinates."])
+            q = rng.choice(
+                [
+                    f"Point to {what}.",
+                    f"Where is {what}? Answer with a point.",
+                    f"Locate {what} in the image and output its point coordinates.",
+                ]
+            )
             payload = {"point_2d": xy, "label": ent.name}
-            samples.append(_sample(ctx, "grounding", "point", str(q), _answer_json(payload),
-                                   {"point_2d": xy, "label": ent.name, "box_2d": _box(proj, ctx, style)}))
+            samples.append(
+                _sample(
+                    ctx,
+                    "grounding",
+                    "point",
+                    str(q),
+                    _answer_json(payload),
+                    {"point_2d": xy, "label": ent.name, "box_2d": _box(proj, ctx, style)},
+                )
+            )
         else:
             box = _box(proj, ctx, style)
-            q = rng.choice([f"Detect {what} and output its bounding box.",
-                            f"Give the bounding box of {what}.",
-                            f"Outline the position of {what} with a box."])
+            q = rng.choice(
+                [
+                    f"Detect {what} and output its bounding box.",
+                    f"Give the bounding box of {what}.",
+                    f"Outline the position of {what} with a box.",
+                ]
+            )
             payload = {"bbox_2d": box, "label": ent.name}
-            samples.append(_sample(ctx, "grounding", "box", str(q), _answer_json(payload),
-                                   {"bbox_2d": box, "label": ent.name}, {"min_iou": 0.5}))
+            samples.append(
+                _sample(
+                    ctx,
+                    "grounding",
+                    "box",
+                    str(q),
+                    _answer_json(payload),
+                    {"bbox_2d": box, "label": ent.name},
+                    {"min_iou": 0.5},
+                )
+            )
     return samples
 
 
@@ -124,35 +158,55 @@ def _label(ent: SceneEntity) -> str:
     return f"the {ent.name}"
 
 
-def spatial_samples(ctx: FrameContext, rng: np.random.Generator, limit: int) -> list[dict[str, Any]]:
+def spatial_samples(
+    ctx: FrameContext, rng: np.random.Generator, limit: int
+) -> list[dict[str, Any]]:
     """Up to ``limit`` spatial questions about visible things, with exact answers."""
     visible = [e for e in ctx.entities if e.projection is not None]
     physical = [e for e in visible if e.kind != "region"]
     candidates: list[dict[str, Any]] = []
     for a, b in itertools.combinations(visible, 2):
         dist = float(np.linalg.norm(a.position - b.position))
-        candidates.append(_sample(
-            ctx, "spatial", "distance",
-            f"What is the distance in metres between {_label(a)} and {_label(b)}?",
-            f"About {dist:.2f} m.", {"value": round(dist, 4), "unit": "m"},
-            {"abs": 0.02, "rel": 0.1}))
+        candidates.append(
+            _sample(
+                ctx,
+                "spatial",
+                "distance",
+                f"What is the distance in metres between {_label(a)} and {_label(b)}?",
+                f"About {dist:.2f} m.",
+                {"value": round(dist, 4), "unit": "m"},
+                {"abs": 0.02, "rel": 0.1},
+            )
+        )
         if a.projection is not None and b.projection is not None:
             candidates.extend(_pair_view_questions(ctx, a, b))
         if a.kind != "region" and b.kind != "region":
             gap = float(a.position[2] - b.position[2])
             if abs(gap) >= MIN_HEIGHT_GAP:
                 higher = a if gap > 0 else b
-                candidates.append(_sample(
-                    ctx, "spatial", "relation",
-                    f"Which is higher above the table, {_label(a)} or {_label(b)}?",
-                    f"{_label(higher).capitalize()} is higher.", {"choice": higher.name}))
+                candidates.append(
+                    _sample(
+                        ctx,
+                        "spatial",
+                        "relation",
+                        f"Which is higher above the table, {_label(a)} or {_label(b)}?",
+                        f"{_label(higher).capitalize()} is higher.",
+                        {"choice": higher.name},
+                    )
+                )
     for ent in physical:
         height = float(ent.position[2] - ctx.table_height)
-        candidates.append(_sample(
-            ctx, "spatial", "height",
-            f"How high above the table is the centre of {_label(ent)}, in metres?",
-            f"About {height:.2f} m.", {"value": round(height, 4), "unit": "m"},
-            {"abs": 0.02, "rel": 0.1}))
+        candidates.append(
+            _sample(
+                ctx,
+                "spatial",
+                "height",
+                f"How high above the table is the centre of {_label(ent)}, in metres?",
+                f"About {height:.2f} m.",
+                {"value": round(height, 4), "unit": "m"},
+                {"abs": 0.02, "rel": 0.1},
+            )
+        )
     ordered = _depth_order(ctx, visible)
     if ordered is not None:
         candidates.append(ordered)
@@ -173,17 +227,29 @@ def _pair_view_questions(ctx: FrameContext, a: SceneEntity, b: SceneEntity) -> l
     da, db = _depth(ctx, a), _depth(ctx, b)
     if abs(da - db) >= MIN_DEPTH_GAP:
         nearer = a if da < db else b
-        out.append(_sample(
-            ctx, "spatial", "depth_order",
-            f"Which is closer to the camera, {_label(a)} or {_label(b)}?",
-            f"{_label(nearer).capitalize()} is closer to the camera.", {"choice": nearer.name}))
+        out.append(
+            _sample(
+                ctx,
+                "spatial",
+                "depth_order",
+                f"Which is closer to the camera, {_label(a)} or {_label(b)}?",
+                f"{_label(nearer).capitalize()} is closer to the camera.",
+                {"choice": nearer.name},
+            )
+        )
     xa, xb = a.projection.point[0], b.projection.point[0]
     if abs(xa - xb) >= MIN_COLUMN_GAP * ctx.camera.width:
         side = "left" if xa < xb else "right"
-        out.append(_sample(
-            ctx, "spatial", "relation",
-            f"In the image, is {_label(a)} to the left or to the right of {_label(b)}?",
-            f"{_label(a).capitalize()} is to the {side} of {_label(b)}.", {"choice": side}))
+        out.append(
+            _sample(
+                ctx,
+                "spatial",
+                "relation",
+                f"In the image, is {_label(a)} to the left or to the right of {_label(b)}?",
+                f"{_label(a).capitalize()} is to the {side} of {_label(b)}.",
+                {"choice": side},
+            )
+        )
     return out
 
 
@@ -198,25 +264,46 @@ def _depth_order(ctx: FrameContext, visible: list[SceneEntity]) -> dict[str, Any
     names = ", ".join(_label(e) for e in visible)
     order = [e.name for e in ranked]
     return _sample(
-        ctx, "spatial", "depth_order",
+        ctx,
+        "spatial",
+        "depth_order",
         f"Order these from nearest to farthest from the camera: {names}.",
-        ", ".join(_label(e) for e in ranked) + ".", {"order": order})
+        ", ".join(_label(e) for e in ranked) + ".",
+        {"order": order},
+    )
 
 
-def planning_samples(ctx: FrameContext, rng: np.random.Generator,
-                     include_plan: bool) -> list[dict[str, Any]]:
+def planning_samples(
+    ctx: FrameContext, rng: np.random.Generator, include_plan: bool
+) -> list[dict[str, Any]]:
     """The next subtask (the expert's stage at this frame) and, once per episode, the whole plan."""
     phase = ctx.phases[ctx.phase_index]
-    q = rng.choice([
-        f'The robot\'s task is: "{ctx.instruction}" What should it do next?',
-        f'Instruction: "{ctx.instruction}" Given the current view, what is the next subtask?',
-    ])
-    out = [_sample(ctx, "planning", "next_subtask", str(q), f"{phase[0].upper()}{phase[1:]}.",
-                   {"subtask": phase, "index": ctx.phase_index})]
+    q = rng.choice(
+        [
+            f'The robot\'s task is: "{ctx.instruction}" What should it do next?',
+            f'Instruction: "{ctx.instruction}" Given the current view, what is the next subtask?',
+        ]
+    )
+    out = [
+        _sample(
+            ctx,
+            "planning",
+            "next_subtask",
+            str(q),
+            f"{phase[0].upper()}{phase[1:]}.",
+            {"subtask": phase, "index": ctx.phase_index},
+        )
+    ]
     if include_plan:
         plan = "\n".join(f"{i + 1}. {p[0].upper()}{p[1:]}." for i, p in enumerate(ctx.phases))
-        out.append(_sample(
-            ctx, "planning", "plan",
-            f'Break the task "{ctx.instruction}" into the steps the robot should take, in order.',
-            plan, {"subtasks": list(ctx.phases)}))
+        out.append(
+            _sample(
+                ctx,
+                "planning",
+                "plan",
+                f'Break the task "{ctx.instruction}" into the steps the robot should take, in order.',
+                plan,
+                {"subtasks": list(ctx.phases)},
+            )
+        )
     return out

@@ -16,7 +16,7 @@ import numpy as np
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import mujoco  # noqa: E402  (MUJOCO_GL must be set before mujoco picks a GL backend)
+import mujoco
 
 #: Default cut-off (metres) beyond which a pixel is background: the skybox is drawn tens of metres
 #: away, while everything in a table-top scene lies within a few metres of the camera.
@@ -103,7 +103,13 @@ class OffscreenRenderer:
     def _draw(self, data: mujoco.MjData, name: str, segmentation: bool) -> None:
         self._camera.fixedcamid = self.camera_ids[name]
         mujoco.mjv_updateScene(
-            self.model, data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL, self._scene
+            self.model,
+            data,
+            self._option,
+            None,
+            self._camera,
+            mujoco.mjtCatBit.mjCAT_ALL,
+            self._scene,
         )
         flags = self._scene.flags
         flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
@@ -124,9 +130,9 @@ class OffscreenRenderer:
         """RGB and metric depth of one camera from a single rasterisation."""
         self._draw(data, name, segmentation=False)
         mujoco.mjr_readPixels(self._rgb, self._zbuf, self._rect, self._context)
-        depth = (np.float64(self._d) / (self._zbuf.astype(np.float64) + np.float64(self._c))).astype(
-            np.float32
-        )
+        depth = (
+            np.float64(self._d) / (self._zbuf.astype(np.float64) + np.float64(self._c))
+        ).astype(np.float32)
         depth[(depth >= self.max_depth) | ~np.isfinite(depth)] = 0.0
         return CameraFrame(rgb=self._upright(name, self._rgb), depth=self._upright(name, depth))
 

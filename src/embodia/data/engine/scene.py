@@ -37,7 +37,9 @@ class MetaWorldScene:
         self.env.seeded_rand_vec = True
         self.layout: np.ndarray | None = None
         if self.fps != CONTROL_FPS:
-            raise RuntimeError(f"{env_name} runs at {self.fps} Hz, not the expected {CONTROL_FPS} Hz")
+            raise RuntimeError(
+                f"{env_name} runs at {self.fps} Hz, not the expected {CONTROL_FPS} Hz"
+            )
 
     @property
     def model(self):

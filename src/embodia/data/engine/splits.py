@@ -43,7 +43,9 @@ def layout_seed(root_seed: int, env_name: str, split: str, number: int) -> int:
     return int(seq.generate_state(1, dtype=np.uint32)[0])
 
 
-def plan_episodes(root_seed: int, tasks: Iterable[str], counts: dict[str, int]) -> list[EpisodeSpec]:
+def plan_episodes(
+    root_seed: int, tasks: Iterable[str], counts: dict[str, int]
+) -> list[EpisodeSpec]:
     """Episodes in dataset order: by split (train, val, test), then task, then number."""
     tasks = list(tasks)
     plan = []
