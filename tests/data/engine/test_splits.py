@@ -60,3 +60,19 @@ def test_same_seed_gives_the_same_layout():
     scene.reset(11)
     np.testing.assert_array_equal(first, scene.layout)
     scene.close()
+
+
+def test_poses_are_current_right_after_reset():
+    """Frame 0 must show the new layout, not the previous one (peg-insert-side moves its box in reset)."""
+    import copy
+
+    import mujoco
+
+    scene = MetaWorldScene("peg-insert-side-v3")
+    for seed in (1, 2):
+        obs = scene.reset(seed)
+        fresh = copy.copy(scene.data)
+        mujoco.mj_kinematics(scene.model, fresh)
+        np.testing.assert_array_equal(scene.data.xpos, fresh.xpos)
+        np.testing.assert_array_equal(obs[:18], obs[18:36])
+    scene.close()

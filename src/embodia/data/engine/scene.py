@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import mujoco
 import numpy as np
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS, MT50_V3_ARGS_KWARGS
 
@@ -60,7 +61,15 @@ class MetaWorldScene:
     def reset(self, layout_seed: int) -> np.ndarray:
         """Reset to the layout drawn from ``layout_seed``; returns the 39-D observation."""
         self.env.seed(int(layout_seed))
-        obs, _ = self.env.reset()
+        self.env.reset()
+        # Several tasks move bodies during reset without recomputing poses, so renders and object
+        # positions would show the previous layout until the first step (peg-insert-side's box is
+        # up to 28 cm off). Kinematics alone fixes that and leaves the physics bit-identical.
+        mujoco.mj_kinematics(self.env.model, self.env.data)
+        mujoco.mj_camlight(self.env.model, self.env.data)
+        obs = np.asarray(self.env._get_obs(), dtype=np.float64)
+        obs[18:36] = obs[:18]  # the "previous frame" part, as Meta-World's own reset sets it
+        self.env._prev_obs = obs[:18].copy()
         self.layout = np.array(self.env._last_rand_vec, dtype=np.float64)
         return obs
 
