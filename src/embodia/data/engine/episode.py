@@ -23,6 +23,7 @@ from embodia.data.engine.scene import MetaWorldScene
 from embodia.data.engine.splits import EpisodeSpec
 from embodia.data.engine.tasks import TASKS, all_instructions, object_geom_ids, object_position
 from embodia.data.lerobot_v3.features import Feature
+from embodia.data.lerobot_v3.video import depth_to_mm
 
 GRIPPER_BODIES = ("hand", "rightclaw", "leftclaw", "rightpad", "leftpad")
 STATE_NAMES = ["ee_x", "ee_y", "ee_z", "gripper_opening"]
@@ -70,12 +71,6 @@ class RecordedEpisode:
     @property
     def length(self) -> int:
         return len(self.tasks)
-
-
-def depth_to_millimetres(depth: np.ndarray) -> np.ndarray:
-    """Metric depth -> uint16 millimetres, 0 = invalid (the on-disk depth encoding)."""
-    mm = np.where(np.isfinite(depth) & (depth > 0), np.round(depth * 1000.0), 0.0)
-    return np.clip(mm, 0, 65535).astype(np.uint16)
 
 
 class EpisodeRecorder:
@@ -155,7 +150,7 @@ class EpisodeRecorder:
                 for name in cfg.cameras:
                     stem = f"{spec.key}/{name}_{t:04d}"
                     images[f"{stem}.png"] = views[name].rgb
-                    images[f"{stem}_depth.png"] = depth_to_millimetres(views[name].depth)
+                    images[f"{stem}_depth.png"] = depth_to_mm(views[name].depth)
                     ctx = qa.FrameContext(
                         camera=cams[name],
                         entities=self._entities(cams[name], name, views[name].depth),

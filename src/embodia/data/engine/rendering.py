@@ -12,11 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import numpy as np
-
-os.environ.setdefault("MUJOCO_GL", "egl")
-
 import mujoco
+import numpy as np
 
 #: Default cut-off (metres) beyond which a pixel is background: the skybox is drawn tens of metres
 #: away, while everything in a table-top scene lies within a few metres of the camera.

@@ -194,7 +194,10 @@ def mm_to_depth(mm: np.ndarray) -> np.ndarray:
 
 def encode_png_depth(mm: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(mm.astype(np.uint16))).save(buf, format="PNG")
+    # zlib level 1: ~2.5x faster than the default for ~20% more bytes; encoding runs per frame.
+    Image.fromarray(np.ascontiguousarray(mm.astype(np.uint16))).save(
+        buf, format="PNG", compress_level=1
+    )
     return buf.getvalue()
 
 
