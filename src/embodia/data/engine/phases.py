@@ -27,6 +27,7 @@ import ast
 import inspect
 import textwrap
 import types
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -35,6 +36,10 @@ import numpy as np
 from metaworld.policies import ENV_POLICY_MAP
 
 from embodia.data.engine.tasks import TASKS
+
+# Meta-World's move() warns whenever an expert's gain saturates the action; the environment clips
+# to [-1, 1] anyway and the engine records the clipped action, so the warning is only noise.
+warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high", category=UserWarning)
 
 _MARK = "_embodia_branch_mark"
 
