@@ -99,3 +99,14 @@ def test_planning_gives_current_stage_and_full_plan():
     assert out[0]["answer"] == {"subtask": "grasp the puck", "index": 1}
     assert out[1]["answer"]["subtasks"] == ["reach the puck", "grasp the puck"]
     assert "1. Reach the puck." in out[1]["conversations"][1]["value"]
+
+
+def test_spatial_questions_are_spread_over_categories():
+    cam = _camera()
+    things = [
+        _entity(n, "object", p, cam)
+        for n, p in [("puck", [-0.3, 0.8, 0.0]), ("mug", [0.0, 1.1, 0.1]), ("box", [0.3, 1.4, 0.2])]
+    ]
+    samples = qa.spatial_samples(_ctx(things, cam), np.random.default_rng(0), limit=4)
+    cats = [s["category"] for s in samples]
+    assert len(cats) == 4 and len(set(cats)) == 4

@@ -210,10 +210,24 @@ def spatial_samples(
     ordered = _depth_order(ctx, visible)
     if ordered is not None:
         candidates.append(ordered)
-    if not candidates:
-        return []
-    picks = rng.choice(len(candidates), size=min(limit, len(candidates)), replace=False)
-    return [candidates[i] for i in sorted(picks)]
+    return _balanced_pick(candidates, rng, limit)
+
+
+def _balanced_pick(candidates: list[dict[str, Any]], rng: np.random.Generator, limit: int) -> list:
+    """Draw up to ``limit`` questions spread over the categories, not over the candidate list:
+    every visible thing yields a height question, so uniform picks would be mostly heights."""
+    pools: dict[str, list[dict[str, Any]]] = {}
+    for c in candidates:
+        pools.setdefault(c["category"], []).append(c)
+    for pool in pools.values():
+        rng.shuffle(pool)
+    order = [str(k) for k in rng.permutation(sorted(pools))]
+    picked: list[dict[str, Any]] = []
+    while len(picked) < limit and any(pools.values()):
+        for category in order:
+            if pools[category] and len(picked) < limit:
+                picked.append(pools[category].pop())
+    return picked
 
 
 def _depth(ctx: FrameContext, ent: SceneEntity) -> float:
