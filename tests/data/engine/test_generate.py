@@ -87,32 +87,48 @@ def test_conversations_reference_existing_files_and_have_all_families(dataset):
     assert engine["episodes"] == 6 and "metaworld" in engine["versions"]
 
 
-def test_grounding_points_land_on_the_objects_own_pixels():
-    cfg = GenerateConfig(output=Path("unused"), **SMALL)
+def test_grounding_answers_match_the_segmentation_render():
+    """Replay a recorded episode: every point lands on its object's own pixels and every box
+    contains all of them (answers come from projected geometry, the check from segmentation)."""
+    cfg = GenerateConfig(output=Path("unused"), **{**SMALL, "max_steps": 60})
     spec = plan_episodes(5, ["pick-place-v3"], {"train": 1})[0]
     recorder = EpisodeRecorder(cfg, "pick-place-v3")
+    size = cfg.image_size
     try:
         episode = recorder.record(spec)
-        points = [s for s in episode.samples if s["category"] == "point" and s["frame_index"] == 0]
-        assert points, "frame 0 should have point questions"
-        recorder.scene.reset(spec.layout_seed)  # back to frame 0's state
-        checked = 0
-        for s in points:
-            seg = recorder.renderer.segmentation(recorder.scene.data, s["camera"])
-            x, y = (np.array(s["answer"]["point_2d"]) * cfg.image_size / 1000).astype(int)
-            x, y = min(x, cfg.image_size - 1), min(y, cfg.image_size - 1)
-            label = s["answer"]["label"]
-            if label == "gripper":
-                own = recorder.gripper_geoms
-            elif label in recorder.object_geoms:
-                own = recorder.object_geoms[label]
-            else:
-                continue  # target regions have no pixels of their own
-            # rounding to the 0-1000 grid may move the point by up to one pixel
-            window = seg[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2]
-            assert np.isin(window, own).any(), f"{label} point {s['answer']} misses its pixels"
-            checked += 1
-        assert checked >= 2
+        by_frame: dict[int, list[dict]] = {}
+        for s in episode.samples:
+            if s["task_type"] == "grounding":
+                by_frame.setdefault(s["frame_index"], []).append(s)
+        recorder.scene.reset(spec.layout_seed)
+        checked = {"point": 0, "box": 0}
+        for t, action in enumerate(episode.frames["action"]):
+            for s in by_frame.get(t, []):
+                label = s["answer"]["label"]
+                own = (
+                    recorder.gripper_geoms
+                    if label == "gripper"
+                    else recorder.object_geoms.get(label)
+                )
+                if own is None:
+                    continue  # target regions have no pixels of their own
+                mask = np.isin(
+                    recorder.renderer.segmentation(recorder.scene.data, s["camera"]), own
+                )
+                if "point_2d" in s["answer"]:
+                    x, y = (np.array(s["answer"]["point_2d"]) * size / 1000).astype(int)
+                    # rounding to the 0-1000 grid may move the point by up to one pixel
+                    window = mask[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2]
+                    assert window.any(), f"t={t} {label} point {s['answer']} misses its pixels"
+                    checked["point"] += 1
+                else:
+                    x1, y1, x2, y2 = np.array(s["answer"]["bbox_2d"]) * size / 1000
+                    ys, xs = np.nonzero(mask)
+                    assert xs.min() >= x1 - 1.5 and xs.max() + 1 <= x2 + 1.5, (t, label)
+                    assert ys.min() >= y1 - 1.5 and ys.max() + 1 <= y2 + 1.5, (t, label)
+                    checked["box"] += 1
+            recorder.scene.step(action)
+        assert checked["point"] >= 2 and checked["box"] >= 2, checked
     finally:
         recorder.close()
 
