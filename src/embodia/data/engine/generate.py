@@ -35,6 +35,7 @@ from embodia.configs.data import SPLITS, GenerateConfig
 from embodia.data.engine.scene import CONTROL_FPS
 from embodia.data.engine.splits import EpisodeSpec, check_disjoint, plan_episodes
 from embodia.data.engine.tasks import resolve_tasks
+from embodia.utils.fs import atomic_write_text, replace_dir
 
 ROBOT_TYPE = "sawyer"
 KNOWN_CAMERAS = (
@@ -119,13 +120,7 @@ def _check_resume(stage: Path, cfg: GenerateConfig) -> None:
             )
         return
     stage.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(marker, json.dumps(wanted, indent=2))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(marker, json.dumps(wanted, indent=2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,10 +189,8 @@ def _stage_conversations(
     with open(tmp / "samples.jsonl", "w") as fh:
         for sample in samples:
             fh.write(json.dumps(sample) + "\n")
-    final = root / key
-    if final.exists():  # left by a run interrupted between the two commits of this episode
-        shutil.rmtree(final)
-    os.rename(tmp, final)
+    # An existing one was left by a run interrupted between this commit and the episode's.
+    replace_dir(tmp, root / key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,7 +282,7 @@ def _finalize(cfg: GenerateConfig, stage: Path, plan: list[EpisodeSpec]) -> Path
         "expert_success_rate": float(np.mean([bool(ep["success"]) for ep in dataset.episodes])),
         "versions": _versions(),
     }
-    _atomic_write_text(assembled / "engine.json", json.dumps(summary, indent=2))
+    atomic_write_text(assembled / "engine.json", json.dumps(summary, indent=2))
     _swap_into_place(assembled, out, cfg.overwrite)
     shutil.rmtree(stage)
     return out
@@ -317,15 +310,9 @@ def _assemble_conversations(
 
 def _swap_into_place(new: Path, out: Path, overwrite: bool) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        if any(out.iterdir()) and not overwrite:
-            raise GenerateError(f"--output: {out} appeared while generating; not replacing it")
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex}")
-        os.rename(out, old)
-        os.rename(new, out)
-        shutil.rmtree(old)
-    else:
-        os.rename(new, out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise GenerateError(f"--output: {out} appeared while generating; not replacing it")
+    replace_dir(new, out)
 
 
 def _versions() -> dict[str, str]:

@@ -59,6 +59,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embodia.utils.fs import replace_dir
+
 from . import video as vid
 from .features import (
     CODEBASE_VERSION,
@@ -284,13 +286,7 @@ def stage_episode(
         }
         write_json(meta, tmp / _EPISODE_JSON)
         final = staging_root / episode_key
-        if final.exists():
-            old = staging_root / _tmp_name(episode_key + "-old")
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
+        replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -322,6 +318,8 @@ def staged_episode_keys(staging_root: Path) -> list[str]:
         if path.name.startswith(_TMP_PREFIX):
             if _owner_is_gone(path.name):
                 shutil.rmtree(path, ignore_errors=True)
+            continue
+        if path.name.startswith("."):  # e.g. a replaced episode set aside by replace_dir
             continue
         if path.is_dir() and (path / _EPISODE_JSON).is_file():
             keys.append(path.name)
@@ -484,13 +482,7 @@ def consolidate(
             data_files_size_in_mb,
             video_files_size_in_mb,
         )
-        if out_root.exists():
-            old = out_root.parent / f".{out_root.name}{_tmp_name('old')}"
-            out_root.rename(old)
-            tmp.rename(out_root)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_root)
+        replace_dir(tmp, out_root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,0 +1,35 @@
+"""Atomic file-system steps: readers see the old thing or the new one, never a half-written one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write beside the target, then rename over it (a rename is atomic on one file system)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def replace_dir(new: Path, final: Path) -> None:
+    """Move the finished directory ``new`` to ``final``, replacing what is there.
+
+    An existing ``final`` is first renamed aside and deleted only once ``new`` is in place, so at
+    every instant ``final`` is either the complete old directory or the complete new one.
+    """
+    new, final = Path(new), Path(final)
+    if not final.exists():
+        os.rename(new, final)
+        return
+    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(final, old)
+    os.rename(new, final)
+    shutil.rmtree(old, ignore_errors=True)
