@@ -1,0 +1,478 @@
+"""EmbodiedModel: one Qwen-VL backbone that reads images, state and language and produces text,
+subtasks and actions (WALL-OSS's tightly coupled design).
+
+Parts, each in its own file: the backbone (``backbone.py``), the split-FFN action expert
+(``split_ffn.py``), the flow-matching head (``flow_head.py``), the FAST action tokenizer
+(``fast_tokenizer.py``), the Uni-CoT sequence builder (``sequence.py``) and its attention masks
+(``attention.py``). This file composes them behind the three calls users need:
+``compute_loss``, ``sample_actions`` and ``generate_text``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import DynamicCache
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+from embodia.configs.model import ModelConfig, preset
+from embodia.models.action_space import TEMPLATE_DIM
+from embodia.models.attention import (
+    ACTION,
+    PAD,
+    action_query_mask,
+    for_implementation,
+    sequence_mask,
+)
+from embodia.models.backbone import QwenVLBackbone
+from embodia.models.flow_head import FlowActionHead, flow_loss, sample_time
+from embodia.models.sequence import (
+    IGNORE,
+    Built,
+    DropConfig,
+    EmbodiedSample,
+    SequenceBuilder,
+    collate,
+)
+from embodia.models.split_ffn import TokenRouter, install_action_expert
+from embodia.models.text_tokenizer import load_preset_tokenizer, special_ids
+from embodia.utils.fs import replace_dir
+
+CONFIG_FILE = "embodia_config.json"
+WEIGHTS_FILE = "model.safetensors"
+FAST_DIR = "fast_tokenizer"
+
+
+@dataclass
+class ActionOutput:
+    actions: torch.Tensor  # (B, H, template_dim), normalised template space
+    text: list[str]  # generated chain-of-thought (empty when the levels had none)
+    valid: list[bool]  # FAST: whether the decoded token sequence was well formed
+
+
+def build_image_processor(cfg: ModelConfig) -> Qwen2VLImageProcessorPil:
+    """A local image processor for a preset (no hub, no torchvision: the PIL variant)."""
+    pixels = cfg.image_size * cfg.image_size
+    mean_std = (
+        {"image_mean": [0.5] * 3, "image_std": [0.5] * 3} if cfg.backbone == "qwen3-vl" else {}
+    )
+    return Qwen2VLImageProcessorPil(
+        patch_size=cfg.vision.patch_size,
+        merge_size=cfg.vision.spatial_merge_size,
+        temporal_patch_size=cfg.vision.temporal_patch_size,
+        size={"shortest_edge": pixels, "longest_edge": pixels},
+        **mean_std,
+    )
+
+
+class EmbodiedModel(nn.Module):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        tokenizer=None,
+        image_processor=None,
+        backbone: QwenVLBackbone | None = None,
+        fast_tokenizer=None,
+    ) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.tokenizer = tokenizer or load_preset_tokenizer(cfg.action.num_fast_tokens)
+        self.special = special_ids(self.tokenizer)
+        self.image_processor = image_processor or build_image_processor(cfg)
+        self.fast_tokenizer = fast_tokenizer
+        sp = self.special
+        ids = {
+            "pad": sp.pad,
+            "eos": sp.eos,
+            "image_pad": sp.image_pad,
+            "video_pad": sp.video_pad,
+            "vision_start": sp.vision_start,
+            "vision_end": sp.vision_end,
+        }
+        self.backbone = backbone or QwenVLBackbone.from_config(cfg, len(self.tokenizer), ids)
+        hidden = self.backbone.hidden_size
+        self.router = TokenRouter()
+        install_action_expert(
+            self.backbone.decoder_layers, hidden, cfg.action.expert_intermediate_size, self.router
+        )
+        self.proprio = nn.Linear(2 * TEMPLATE_DIM, hidden)
+        self.flow = FlowActionHead(TEMPLATE_DIM, hidden)
+        unit = cfg.vision.patch_size * cfg.vision.spatial_merge_size
+        self.tokens_per_image = (cfg.image_size // unit) ** 2
+        self.builder = SequenceBuilder(
+            self.tokenizer, sp, self.tokens_per_image, cfg.action.horizon
+        )
+
+    @classmethod
+    def from_preset(cls, name: str, fast_tokenizer=None) -> EmbodiedModel:
+        return cls(preset(name), fast_tokenizer=fast_tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    # ------------------------------------------------------------------ batching
+
+    def collate(
+        self,
+        samples: list[EmbodiedSample],
+        rng: np.random.Generator | None = None,
+        drop: DropConfig | None = None,
+        left_pad: bool = False,
+        built: list[Built] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        built = built or [self.builder.build(s, rng, drop) for s in samples]
+        batch = collate(
+            samples,
+            built,
+            self.image_processor,
+            self.cfg.image_size,
+            TEMPLATE_DIM,
+            self.cfg.action.horizon,
+            self.special.pad,
+            left_pad=left_pad,
+        )
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    # ------------------------------------------------------------------ forward
+
+    def _embed(self, batch: dict, noisy: torch.Tensor | None, t: torch.Tensor | None):
+        ids, kinds = batch["input_ids"], batch["kinds"]
+        emb = self.backbone.embed_tokens(ids)
+        image_mask = ids == self.special.image_pad
+        deepstack = None
+        if "pixel_values" in batch and bool(image_mask.any()):
+            vf = self.backbone.vision(batch["pixel_values"].to(emb.dtype), batch["image_grid_thw"])
+            if vf.embeds.shape[0] != int(image_mask.sum()):
+                raise ValueError(
+                    f"{int(image_mask.sum())} image tokens but {vf.embeds.shape[0]} vision embeddings"
+                )
+            emb = emb.masked_scatter(image_mask[..., None], vf.embeds.to(emb.dtype))
+            deepstack = vf.deepstack
+        propri = ids == self.special.propri
+        if bool(propri.any()):
+            rows = propri.nonzero()[:, 0]
+            feats = torch.cat([batch["state"], batch["dof_mask"].to(batch["state"].dtype)], dim=-1)
+            emb = emb.clone()
+            emb[propri] = self.proprio(feats.to(emb.dtype))[rows]
+        action = kinds == ACTION
+        if noisy is not None and bool(action.any()):
+            has = action.any(dim=1)
+            tokens = self.flow.embed(noisy[has], batch["dof_mask"][has], t[has]).to(emb.dtype)
+            emb = emb.clone()
+            emb[action] = tokens.reshape(-1, tokens.shape[-1])
+        return emb, (image_mask if bool(image_mask.any()) else None), deepstack
+
+    def _mask(self, mask: torch.Tensor) -> torch.Tensor:
+        return for_implementation(mask, self.cfg.attn_implementation, self.dtype)
+
+    def _positions(self, batch: dict) -> torch.Tensor:
+        return self.backbone.positions(
+            batch["input_ids"], batch.get("image_grid_thw"), (batch["kinds"] != PAD).long()
+        )
+
+    def hidden_states(
+        self, batch: dict, noisy: torch.Tensor | None = None, t: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Final-layer hidden states of the whole sequence (B, S, hidden)."""
+        emb, image_mask, deepstack = self._embed(batch, noisy, t)
+        mask = self._mask(sequence_mask(batch["kinds"], self.cfg.action.attention))
+        self.router.action_mask = batch["kinds"] == ACTION
+        hidden, _ = self.backbone.decode(
+            emb, mask, self._positions(batch), visual_pos_masks=image_mask, deepstack=deepstack
+        )
+        return hidden
+
+    def compute_loss(
+        self, batch: dict, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Every objective present in the batch, named, plus ``loss``: their weighted sum."""
+        kinds = batch["kinds"]
+        has_flow = (kinds == ACTION).any(dim=1)
+        noisy = t = target = None
+        if bool(has_flow.any()):
+            actions = batch["actions"].to(self.dtype)
+            b = actions.shape[0]
+            t = sample_time(
+                b,
+                self.cfg.action.time_beta_alpha,
+                self.cfg.action.time_beta_beta,
+                generator,
+                self.device,
+            ).to(self.dtype)
+            eps = torch.randn(actions.shape, generator=generator).to(self.device, self.dtype)
+            noisy = (1 - t)[:, None, None] * eps + t[:, None, None] * actions
+            target = actions - eps
+        hidden = self.hidden_states(batch, noisy, t)
+        losses: dict[str, torch.Tensor] = {}
+        labels = batch["labels"][:, 1:]
+        sel = labels != IGNORE
+        if bool(sel.any()):
+            logits = self.backbone.lm_head(hidden[:, :-1][sel]).float()
+            tgt = labels[sel]
+            is_fast = (tgt >= self.special.fast_start) & (
+                tgt < self.special.fast_start + self.special.num_fast
+            )
+            if bool((~is_fast).any()):
+                losses["text"] = F.cross_entropy(logits[~is_fast], tgt[~is_fast])
+            if bool(is_fast.any()):
+                losses["fast"] = F.cross_entropy(logits[is_fast], tgt[is_fast])
+        if noisy is not None:
+            h = self.cfg.action.horizon
+            act_hidden = hidden[kinds == ACTION].reshape(-1, h, hidden.shape[-1])
+            pred = self.flow.velocity(act_hidden).float()
+            losses["flow"] = flow_loss(pred, target[has_flow].float(), batch["dof_mask"][has_flow])
+        weights = self.cfg.loss_weights
+        losses["loss"] = sum(weights.get(k, 1.0) * v for k, v in losses.items())
+        return losses
+
+    # ------------------------------------------------------------------ inference
+
+    @torch.no_grad()
+    def generate_text(
+        self,
+        samples: list[EmbodiedSample],
+        levels: list[str] | None = None,
+        max_new_tokens: int = 64,
+    ) -> list[list[int]]:
+        """Greedy decoding of the assistant turn until <|im_end|> (ids without it).
+
+        ``levels`` ("reasoning", "subtask", "actions") is what the prompt asks for; text-mode
+        samples (VQA) ignore it. The prompt is encoded once and its KV cache reused per token.
+        """
+        built = [self.builder.prompt(s, levels or ["actions"]) for s in samples]
+        batch = self.collate(samples, left_pad=True, built=built)
+        emb, image_mask, deepstack = self._embed(batch, None, None)
+        kinds = batch["kinds"]
+        positions = self._positions(batch)
+        self.router.action_mask = None
+        hidden, cache = self.backbone.decode(
+            emb,
+            self._mask(sequence_mask(kinds)),
+            positions,
+            past_key_values=DynamicCache(),
+            use_cache=True,
+            visual_pos_masks=image_mask,
+            deepstack=deepstack,
+        )
+        b = len(samples)
+        keys_ok = kinds != PAD
+        next_pos = positions.amax(dim=(0, 2)) + 1  # (B,)
+        out: list[list[int]] = [[] for _ in range(b)]
+        done = torch.zeros(b, dtype=torch.bool, device=self.device)
+        last = hidden[:, -1]
+        for _ in range(max_new_tokens):
+            token = self.backbone.lm_head(last).argmax(dim=-1)
+            for i in range(b):
+                if not done[i]:
+                    if int(token[i]) == self.special.im_end:
+                        done[i] = True
+                    else:
+                        out[i].append(int(token[i]))
+            if bool(done.all()):
+                break
+            keys_ok = torch.cat(
+                [keys_ok, torch.ones(b, 1, dtype=torch.bool, device=self.device)], 1
+            )
+            mask = keys_ok[:, None, None, :]
+            pos = next_pos[None, :, None].expand(3, b, 1)
+            hidden, cache = self.backbone.decode(
+                self.backbone.embed_tokens(token[:, None]),
+                self._mask(mask),
+                pos,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            next_pos = next_pos + 1
+            last = hidden[:, -1]
+        return out
+
+    def decode_text(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    @torch.no_grad()
+    def sample_actions(
+        self,
+        samples: list[EmbodiedSample],
+        mode: str = "flow",
+        levels: list[str] | None = None,
+        steps: int | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+        max_cot_tokens: int = 96,
+    ) -> ActionOutput:
+        """An action chunk per sample, in normalised template space.
+
+        ``levels`` chooses Uni-CoT: ["actions"] goes straight from the instruction to actions;
+        ["reasoning", "subtask", "actions"] generates those first, in the same call.
+        Flow: the prefix (images, text, state, chain of thought) is encoded once and its KV cache
+        reused by every Euler step (``use_cache=False`` re-runs the whole model each step, for
+        checking). FAST: tokens are decoded greedily and mapped back through the FAST tokenizer.
+        """
+        levels = levels or ["actions"]
+        cot_ids = [[] for _ in samples]
+        if mode == "fast" or any(level != "actions" for level in levels):
+            budget = max_cot_tokens + (
+                self.cfg.action.horizon * TEMPLATE_DIM if mode == "fast" else 0
+            )
+            cot_ids = self.generate_text(samples, levels, max_new_tokens=budget)
+        if mode == "fast":
+            return self._fast_from_ids(cot_ids)
+        if mode != "flow":
+            raise ValueError(f"mode must be 'flow' or 'fast', not {mode!r}")
+        text = [self.decode_text(ids) for ids in cot_ids]
+        return ActionOutput(
+            self._flow(samples, levels, cot_ids, steps, use_cache, generator),
+            text,
+            [True] * len(samples),
+        )
+
+    def _flow_batch(self, samples, levels, cot_ids) -> dict:
+        built = []
+        h = self.cfg.action.horizon
+        for s, extra in zip(samples, cot_ids, strict=True):
+            b = self.builder.prompt(s, levels)
+            ids = [*extra, self.special.im_end]
+            b.input_ids += ids + [self.special.action] * h
+            b.labels += [IGNORE] * (len(ids) + h)
+            b.kinds += [1] * len(ids) + [ACTION] * h
+            built.append(b)
+        return self.collate(samples, left_pad=True, built=built)
+
+    def _flow(self, samples, levels, cot_ids, steps, use_cache, generator) -> torch.Tensor:
+        steps = steps or self.cfg.action.flow_steps
+        batch = self._flow_batch(samples, levels, cot_ids)
+        b, h = len(samples), self.cfg.action.horizon
+        x = torch.randn(b, h, TEMPLATE_DIM, generator=generator).to(self.device, self.dtype)
+        dof = batch["dof_mask"]
+        dt = 1.0 / steps
+        if not use_cache:
+            for k in range(steps):
+                t = torch.full((b,), k * dt, device=self.device, dtype=self.dtype)
+                hidden = self.hidden_states(batch, x, t)
+                v = self.flow.velocity(hidden[:, -h:])
+                x = x + dt * v
+            return x * dof[:, None, :].to(x.dtype)
+        kinds = batch["kinds"]
+        positions = self._positions(batch)
+        prefix = {
+            k: v[:, :-h] if k in ("input_ids", "labels", "kinds") else v for k, v in batch.items()
+        }
+        emb, image_mask, deepstack = self._embed(prefix, None, None)
+        self.router.action_mask = None
+        _, cache = self.backbone.decode(
+            emb,
+            self._mask(sequence_mask(prefix["kinds"])),
+            positions[..., :-h],
+            past_key_values=DynamicCache(),
+            use_cache=True,
+            visual_pos_masks=image_mask,
+            deepstack=deepstack,
+        )
+        mask = self._mask(action_query_mask(kinds[:, :-h], h, self.cfg.action.attention))
+        action_pos = positions[..., -h:]
+        self.router.action_mask = torch.ones(b, h, dtype=torch.bool, device=self.device)
+        for k in range(steps):
+            t = torch.full((b,), k * dt, device=self.device, dtype=self.dtype)
+            tokens = self.flow.embed(x, dof, t)
+            hidden, cache = self.backbone.decode(
+                tokens, mask, action_pos, past_key_values=cache, use_cache=True
+            )
+            cache.crop(-h)  # drop this step's action keys: the next step sees only the prefix
+            x = x + dt * self.flow.velocity(hidden)
+        self.router.action_mask = None
+        return x * dof[:, None, :].to(x.dtype)
+
+    def _fast_from_ids(self, generated: list[list[int]]) -> ActionOutput:
+        if self.fast_tokenizer is None:
+            raise ValueError("FAST decoding needs a fitted FAST tokenizer (embodia tokenizer fit)")
+        sp = self.special
+        actions, texts, valid = [], [], []
+        for ids in generated:
+            fast = [
+                i - sp.fast_start for i in ids if sp.fast_start <= i < sp.fast_start + sp.num_fast
+            ]
+            first = next(
+                (n for n, i in enumerate(ids) if sp.fast_start <= i < sp.fast_start + sp.num_fast),
+                len(ids),
+            )
+            texts.append(self.decode_text(ids[:first]))
+            chunk, ok = self._decode_fast(fast)
+            actions.append(chunk)
+            valid.append(ok)
+        return ActionOutput(torch.stack(actions).to(self.device), texts, valid)
+
+    def _decode_fast(self, fast_ids: list[int]) -> tuple[torch.Tensor, bool]:
+        """FAST ids -> (H, template_dim); the tokenizer's own dims fill the first slots it names."""
+        result = self.fast_tokenizer.decode_checked(fast_ids)
+        chunk, ok = torch.as_tensor(result.actions, dtype=torch.float32), result.valid
+        out = torch.zeros(self.cfg.action.horizon, TEMPLATE_DIM)
+        slots = torch.as_tensor(self.fast_slots, dtype=torch.long)
+        hh = min(self.cfg.action.horizon, chunk.shape[0])
+        out[:hh, slots] = chunk[:hh, : len(slots)]
+        return out, bool(ok)
+
+    @property
+    def fast_slots(self) -> list[int]:
+        """Template indices the FAST tokenizer's action dims map to (set with the embodiment)."""
+        return getattr(self, "_fast_slots", list(range(self.fast_tokenizer.config.action_dim)))
+
+    @fast_slots.setter
+    def fast_slots(self, slots: list[int]) -> None:
+        self._fast_slots = [int(s) for s in slots]
+
+    # ------------------------------------------------------------------ persistence
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Weights (safetensors), config, tokenizer, image processor (and FAST tokenizer), atomically."""
+        from safetensors.torch import save_model
+
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = directory.with_name(f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir()
+        try:
+            save_model(self, str(tmp / WEIGHTS_FILE))
+            meta = {"model": self.cfg.to_dict(), "fast_slots": getattr(self, "_fast_slots", None)}
+            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+            self.tokenizer.save_pretrained(tmp)
+            self.image_processor.save_pretrained(tmp)
+            if self.fast_tokenizer is not None:
+                self.fast_tokenizer.save(tmp / FAST_DIR)
+            replace_dir(tmp, directory)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> EmbodiedModel:
+        """Load an embodia checkpoint, or import a Hugging Face Qwen2.5-VL / Qwen3-VL checkpoint.
+
+        Everything is read from ``directory``; nothing is downloaded.
+        """
+        from embodia.models.checkpoint import load_embodia_checkpoint, load_qwen_checkpoint
+
+        directory = Path(directory)
+        if (directory / CONFIG_FILE).exists():
+            return load_embodia_checkpoint(cls, directory, map_location)
+        if (directory / "config.json").exists():
+            return load_qwen_checkpoint(cls, directory)
+        raise FileNotFoundError(
+            f"{directory}: neither an embodia checkpoint ({CONFIG_FILE}) nor a "
+            "Hugging Face model (config.json)"
+        )
