@@ -18,6 +18,7 @@ from pathlib import Path
 import tyro
 
 from embodia.configs.data import GenerateConfig, InfoConfig, ShowConfig
+from embodia.configs.tokenizer import FitConfig
 
 
 @dataclass
@@ -49,6 +50,12 @@ def run_info(cfg: InfoConfig) -> None:
     print_summary(cfg.dataset)
 
 
+def run_fit_cli(cfg: FitConfig) -> None:
+    from embodia.models.fast_fit import run_fit
+
+    run_fit(cfg)
+
+
 def run_quickstart(cfg: QuickstartConfig) -> None:
     gen = GenerateConfig(
         output=cfg.output, episodes_per_task=(2, 1, 1), workers=cfg.workers, overwrite=cfg.overwrite
@@ -64,6 +71,7 @@ COMMANDS: dict[str, dict[str, tuple[type, Callable]]] = {
         "show": (ShowConfig, run_show),
         "info": (InfoConfig, run_info),
     },
+    "tokenizer": {"fit": (FitConfig, run_fit_cli)},
 }
 TOP_LEVEL: dict[str, tuple[type, Callable]] = {"quickstart": (QuickstartConfig, run_quickstart)}
 

@@ -102,7 +102,7 @@ def _config_from_hf(hf_config, num_fast_tokens: int) -> ModelConfig:
             expert_intermediate_size=max(64, t.intermediate_size // 5),
             num_fast_tokens=num_fast_tokens,
         ),
-        image_size=224 if v.patch_size == 14 else 256,
+        image_size=v.patch_size * v.spatial_merge_size * 8,  # 64 vision tokens per view
     )
 
 

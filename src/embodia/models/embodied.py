@@ -460,10 +460,13 @@ class EmbodiedModel(nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> EmbodiedModel:
+    def from_pretrained(
+        cls, directory: str | Path, map_location: str = "cpu", image_size: int | None = None
+    ) -> EmbodiedModel:
         """Load an embodia checkpoint, or import a Hugging Face Qwen2.5-VL / Qwen3-VL checkpoint.
 
-        Everything is read from ``directory``; nothing is downloaded.
+        Everything is read from ``directory``; nothing is downloaded. ``image_size`` sets the
+        square input resolution of an imported backbone (default: 8 x 8 merged patches, 64 tokens).
         """
         from embodia.models.checkpoint import load_embodia_checkpoint, load_qwen_checkpoint
 
@@ -471,7 +474,7 @@ class EmbodiedModel(nn.Module):
         if (directory / CONFIG_FILE).exists():
             return load_embodia_checkpoint(cls, directory, map_location)
         if (directory / "config.json").exists():
-            return load_qwen_checkpoint(cls, directory)
+            return load_qwen_checkpoint(cls, directory, image_size=image_size)
         raise FileNotFoundError(
             f"{directory}: neither an embodia checkpoint ({CONFIG_FILE}) nor a "
             "Hugging Face model (config.json)"

@@ -1,0 +1,222 @@
+"""EmbodiedModel: shapes in every mode, routing to the action expert, cached sampling, save/load,
+importing a Hugging Face Qwen-VL checkpoint, and overfitting every loss on a handful of samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from embodia.models.action_space import SAWYER, TEMPLATE_DIM
+from embodia.models.attention import ACTION
+from embodia.models.embodied import EmbodiedModel
+from embodia.models.fast_tokenizer import FastActionTokenizer
+from embodia.models.sequence import EmbodiedSample
+from embodia.models.split_ffn import ActionFFN, SplitFFN
+
+H = 32
+
+
+def smooth_chunks(rng: np.random.Generator, n: int) -> np.ndarray:
+    t = np.linspace(0, 1, H)[None, :, None]
+    freq = rng.uniform(0.5, 2.0, size=(n, 1, 4))
+    phase = rng.uniform(0, np.pi, size=(n, 1, 4))
+    return (0.8 * np.sin(2 * np.pi * freq * t + phase)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def fast_tokenizer() -> FastActionTokenizer:
+    return FastActionTokenizer.fit(smooth_chunks(np.random.default_rng(0), 300), vocab_size=256)
+
+
+def make_sample(rng, mode, fast_tok=None, views=2, chunk=None) -> EmbodiedSample:
+    chunk = smooth_chunks(rng, 1)[0] if chunk is None else chunk
+    return EmbodiedSample(
+        images=[rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(views)],
+        instruction="pick up the puck" + " now" * int(rng.integers(0, 3)),
+        mode=mode,
+        state=SAWYER.to_template(rng.normal(size=4)),
+        dof_mask=SAWYER.dof_mask,
+        reasoning="the puck is left of the gripper",
+        subtask="grasp the puck",
+        answer="the puck is red",
+        actions=SAWYER.to_template(chunk),
+        fast_ids=fast_tok.encode(chunk) if fast_tok is not None else [1, 2, 3],
+    )
+
+
+@pytest.fixture(scope="module", params=["tiny", "tiny-qwen3"])
+def model(request, fast_tokenizer) -> EmbodiedModel:
+    torch.manual_seed(0)
+    m = EmbodiedModel.from_preset(request.param, fast_tokenizer=fast_tokenizer)
+    m.fast_slots = SAWYER.indices.tolist()
+    return m.eval()
+
+
+def test_loss_names_and_shapes_for_every_mode(model, fast_tokenizer):
+    rng = np.random.default_rng(1)
+    for modes, expected in [
+        (["flow"], {"flow", "text"}),
+        (["fast"], {"fast", "text"}),
+        (["text"], {"text"}),
+        (["flow", "fast", "text"], {"flow", "fast", "text"}),
+    ]:
+        batch = model.collate([make_sample(rng, m, fast_tokenizer) for m in modes])
+        losses = model.compute_loss(batch)
+        assert set(losses) == expected | {"loss"}
+        assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
+
+
+def test_sampling_shapes_for_every_mode(model, fast_tokenizer):
+    rng = np.random.default_rng(2)
+    samples = [
+        make_sample(rng, "flow", fast_tokenizer),
+        make_sample(rng, "flow", fast_tokenizer, 1),
+    ]
+    flow = model.sample_actions(samples, mode="flow")
+    assert flow.actions.shape == (2, H, TEMPLATE_DIM)
+    # dimensions the robot does not have stay zero
+    assert flow.actions[:, :, ~torch.as_tensor(SAWYER.dof_mask)].abs().max() == 0
+    cot = model.sample_actions(
+        samples, mode="flow", levels=["reasoning", "subtask", "actions"], max_cot_tokens=4
+    )
+    assert cot.actions.shape == (2, H, TEMPLATE_DIM) and len(cot.text) == 2
+    fast = model.sample_actions(samples, mode="fast", max_cot_tokens=4)
+    assert fast.actions.shape == (2, H, TEMPLATE_DIM) and len(fast.valid) == 2
+    text = model.generate_text([make_sample(rng, "text")], max_new_tokens=3)
+    assert len(text) == 1 and len(text[0]) <= 3
+
+
+def test_only_flow_action_tokens_reach_the_action_expert(model):
+    rng = np.random.default_rng(3)
+    batch = model.collate([make_sample(rng, m) for m in ("flow", "text", "flow", "fast")])
+    seen = {"action": 0, "vl": 0}
+    hooks = []
+    for layer in model.backbone.decoder_layers:
+        assert isinstance(layer.mlp, SplitFFN) and isinstance(layer.mlp.action, ActionFFN)
+        hooks.append(
+            layer.mlp.action.register_forward_hook(
+                lambda _m, inp, _o: seen.__setitem__("action", seen["action"] + inp[0].shape[0])
+            )
+        )
+        hooks.append(
+            layer.mlp.vl.register_forward_hook(
+                lambda _m, inp, _o: seen.__setitem__("vl", seen["vl"] + inp[0].shape[0])
+            )
+        )
+    try:
+        model.compute_loss(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    layers = len(model.backbone.decoder_layers)
+    n_action = int((batch["kinds"] == ACTION).sum())
+    assert n_action == 2 * H
+    assert seen["action"] == layers * n_action
+    assert seen["vl"] == layers * (batch["kinds"].numel() - n_action)
+
+
+@pytest.mark.parametrize("attention", ["bidirectional", "causal"])
+def test_cached_flow_sampling_equals_rerunning_the_model(model, attention):
+    rng = np.random.default_rng(4)
+    samples = [make_sample(rng, "flow"), make_sample(rng, "flow", views=1)]  # left padding too
+    old = model.cfg.action.attention
+    model.cfg.action.attention = attention
+    try:
+        a = model.sample_actions(samples, generator=torch.Generator().manual_seed(5)).actions
+        b = model.sample_actions(
+            samples, use_cache=False, generator=torch.Generator().manual_seed(5)
+        ).actions
+    finally:
+        model.cfg.action.attention = old
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_cached_text_generation_equals_greedy_recompute(model):
+    rng = np.random.default_rng(6)
+    sample = make_sample(rng, "text")
+    generated = model.generate_text([sample], max_new_tokens=6)[0]
+    built = model.builder.prompt(sample, ["actions"])
+    ids = list(built.input_ids)
+    for token in generated:
+        built.input_ids, built.labels, built.kinds = ids, [-100] * len(ids), [1] * len(ids)
+        batch = model.collate([sample], built=[built])
+        logits = model.backbone.lm_head(model.hidden_states(batch)[:, -1])
+        assert int(logits.argmax(-1)) == token
+        ids = [*ids, token]
+
+
+def test_save_and_load_round_trip_offline(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rng = np.random.default_rng(7)
+    samples = [make_sample(rng, "flow")]
+    path = model.save_pretrained(tmp_path / "ckpt")
+    loaded = EmbodiedModel.from_pretrained(path).eval()
+    assert loaded.cfg.to_dict() == model.cfg.to_dict()
+    assert loaded.fast_slots == model.fast_slots
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v, atol=0, rtol=0)
+    a = model.sample_actions(samples, generator=torch.Generator().manual_seed(0)).actions
+    b = loaded.sample_actions(samples, generator=torch.Generator().manual_seed(0)).actions
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    fast = make_sample(rng, "fast", model.fast_tokenizer)
+    assert loaded.fast_tokenizer.encode(fast.actions[:, SAWYER.indices]) == fast.fast_ids
+
+
+def test_import_a_local_huggingface_qwen_checkpoint(tmp_path, monkeypatch):
+    """A Hugging Face Qwen2.5-VL directory (weights, tokenizer, image processor) loads offline."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from embodia.configs.model import preset
+    from embodia.models.backbone import QwenVLBackbone
+    from embodia.models.embodied import build_image_processor
+    from embodia.models.text_tokenizer import load_preset_tokenizer, special_ids
+
+    cfg = preset("tiny")
+    tok = load_preset_tokenizer(num_fast_tokens=0)  # a "Qwen" tokenizer without embodia's extras
+    sp = special_ids(tok)
+    ids = {
+        "pad": sp.pad,
+        "eos": sp.eos,
+        "image_pad": sp.image_pad,
+        "video_pad": sp.video_pad,
+        "vision_start": sp.vision_start,
+        "vision_end": sp.vision_end,
+    }
+    hf = QwenVLBackbone.from_config(cfg, len(tok), ids).hf
+    hf.save_pretrained(tmp_path / "qwen")
+    tok.save_pretrained(tmp_path / "qwen")
+    build_image_processor(cfg).save_pretrained(tmp_path / "qwen")
+
+    model = EmbodiedModel.from_pretrained(tmp_path / "qwen", image_size=64)
+    assert model.special.num_fast == 1024  # FAST tokens were added
+    emb = model.backbone.hf.get_input_embeddings().weight
+    torch.testing.assert_close(emb[: len(tok)], hf.get_input_embeddings().weight)
+    rng = np.random.default_rng(8)
+    losses = model.compute_loss(model.collate([make_sample(rng, "flow"), make_sample(rng, "text")]))
+    assert torch.isfinite(losses["loss"])
+
+
+def test_tiny_model_overfits_every_loss(fast_tokenizer):
+    torch.manual_seed(0)
+    model = EmbodiedModel.from_preset("tiny", fast_tokenizer=fast_tokenizer)
+    rng = np.random.default_rng(9)
+    samples = [
+        make_sample(rng, m, fast_tokenizer, views=1) for m in ("flow", "fast", "text", "flow")
+    ]
+    batch = model.collate(samples, rng=np.random.default_rng(0))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    first = {k: v.item() for k, v in model.compute_loss(batch, gen).items()}
+    for _ in range(120):
+        losses = model.compute_loss(batch, gen)
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        last = {
+            k: np.mean([model.compute_loss(batch, gen)[k].item() for _ in range(4)]) for k in first
+        }
+    assert last["text"] < 0.05 * first["text"], (first, last)
+    assert last["fast"] < 0.05 * first["fast"], (first, last)
+    assert last["flow"] < 0.3 * first["flow"], (first, last)
