@@ -464,3 +464,21 @@ def test_stats_functions() -> None:
     depth[:, :2] = 2.0
     d = compute_feature_stats(depth, "depth")
     assert d["min"].item() == 2.0 and d["mean"].shape == (1, 1, 1)
+
+
+def test_dataset_quantiles_are_exact_for_numeric_features(tmp_path):
+    """Episodes from different tasks: averaging per-episode quantiles would be far off."""
+    feats = {"action": Feature("float32", (2,), None)}
+    rng = np.random.default_rng(0)
+    keys, values = [], []
+    for i in range(6):
+        n = 20 + i
+        a = (rng.normal(size=(n, 2)) + (5 if i % 2 else -5)).astype(np.float32)
+        values.append(a)
+        stage_episode(tmp_path / "st", f"e{i}", {"action": a}, ["t"] * n, feats, 10)
+        keys.append(f"e{i}")
+    consolidate(tmp_path / "st", tmp_path / "out", feats, 10, "x", keys, progress=False)
+    stats = LeRobotV3Dataset(tmp_path / "out").stats["action"]
+    allv = np.concatenate(values).astype(np.float64)
+    for name, q in (("q01", 0.01), ("q50", 0.5), ("q99", 0.99)):
+        np.testing.assert_allclose(stats[name], np.quantile(allv, q, axis=0), rtol=1e-6)

@@ -71,6 +71,7 @@ from .features import (
     EPISODES_PATH,
     INDEX_FEATURES,
     INFO_PATH,
+    NUMERIC_DTYPES,
     STATS_PATH,
     SUBTASK_FEATURE,
     SUBTASK_INDEX,
@@ -87,7 +88,13 @@ from .features import (
     write_json,
     write_parquet,
 )
-from .stats import aggregate_stats, compute_feature_stats, stats_from_json, stats_to_json
+from .stats import (
+    QUANTILES,
+    aggregate_stats,
+    compute_feature_stats,
+    stats_from_json,
+    stats_to_json,
+)
 
 _TMP_PREFIX = ".tmp-"
 _STAGED_FORMAT = 1
@@ -640,7 +647,32 @@ def _build(
         "features": info_features,
     }
     write_json(info, root / INFO_PATH)
-    write_json(stats_to_json(aggregate_stats(per_episode_stats)), root / STATS_PATH)
+    dataset_stats = aggregate_stats(per_episode_stats)
+    _exact_numeric_quantiles(dataset_stats, frame_tables, features)
+    write_json(stats_to_json(dataset_stats), root / STATS_PATH)
+
+
+def _exact_numeric_quantiles(
+    stats: dict, tables: list[pa.Table], features: dict[str, Feature]
+) -> None:
+    """Replace averaged per-episode quantiles by exact dataset quantiles for numeric features.
+
+    Averaging per-episode quantiles (LeRobot's approximation) is badly wrong when episodes differ,
+    as in a multi-task mixture: on MT10 it put the action q01/q99 well inside the data, so 27-79%
+    of values would be clipped by quantile normalisation. Numeric columns are small, so the exact
+    quantiles cost little; images keep the approximation.
+    """
+    for key, ft in features.items():
+        if ft.dtype not in NUMERIC_DTYPES or key not in stats:
+            continue
+        col = pa.chunked_array([t.column(key) for t in tables]).combine_chunks()
+        if pa.types.is_fixed_size_list(col.type):
+            values = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), -1)
+        else:
+            values = col.to_numpy(zero_copy_only=False).reshape(len(col), -1)
+        exact = np.quantile(values.astype(np.float64), list(QUANTILES.values()), axis=0)
+        for name, row in zip(QUANTILES, exact, strict=True):
+            stats[key][name] = row.reshape(np.shape(stats[key][name]))
 
 
 def _write_episodes(
