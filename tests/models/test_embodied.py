@@ -163,15 +163,16 @@ def test_save_and_load_round_trip_offline(model, tmp_path, monkeypatch):
     assert loaded.fast_tokenizer.encode(fast.actions[:, SAWYER.indices]) == fast.fast_ids
 
 
-def test_import_a_local_huggingface_qwen_checkpoint(tmp_path, monkeypatch):
-    """A Hugging Face Qwen2.5-VL directory (weights, tokenizer, image processor) loads offline."""
+@pytest.mark.parametrize("name", ["tiny", "tiny-qwen3"])
+def test_import_a_local_huggingface_qwen_checkpoint(tmp_path, monkeypatch, name):
+    """A Hugging Face Qwen-VL directory (weights, tokenizer, image processor) loads offline."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from embodia.configs.model import preset
     from embodia.models.backbone import QwenVLBackbone
     from embodia.models.embodied import build_image_processor
     from embodia.models.text_tokenizer import load_preset_tokenizer, special_ids
 
-    cfg = preset("tiny")
+    cfg = preset(name)
     tok = load_preset_tokenizer(num_fast_tokens=0)  # a "Qwen" tokenizer without embodia's extras
     sp = special_ids(tok)
     ids = {
@@ -188,6 +189,7 @@ def test_import_a_local_huggingface_qwen_checkpoint(tmp_path, monkeypatch):
     build_image_processor(cfg).save_pretrained(tmp_path / "qwen")
 
     model = EmbodiedModel.from_pretrained(tmp_path / "qwen", image_size=64)
+    assert model.cfg.backbone == cfg.backbone
     assert model.special.num_fast == 1024  # FAST tokens were added
     emb = model.backbone.hf.get_input_embeddings().weight
     torch.testing.assert_close(emb[: len(tok)], hf.get_input_embeddings().weight)
@@ -220,3 +222,22 @@ def test_tiny_model_overfits_every_loss(fast_tokenizer):
     assert last["text"] < 0.05 * first["text"], (first, last)
     assert last["fast"] < 0.05 * first["fast"], (first, last)
     assert last["flow"] < 0.35 * first["flow"], (first, last)
+
+
+@pytest.mark.parametrize(
+    ("name", "layers", "hidden", "billions"),
+    [("wall-oss-3b", 36, 2048, (3.8, 4.0)), ("gem-2b", 28, 2048, (2.1, 2.3))],
+)
+def test_full_size_presets_build_from_config_alone(name, layers, hidden, billions):
+    """Built on the meta device: the published shapes, plus an action expert in every layer."""
+    from embodia.configs.model import preset
+
+    with torch.device("meta"):
+        model = EmbodiedModel(preset(name))
+    assert len(model.backbone.decoder_layers) == layers
+    assert model.backbone.hidden_size == hidden
+    assert all(isinstance(layer.mlp, SplitFFN) for layer in model.backbone.decoder_layers)
+    expert = model.backbone.decoder_layers[0].mlp.action.gate_proj
+    assert expert.out_features == 2048
+    total = sum(p.numel() for p in model.parameters()) / 1e9
+    assert billions[0] < total < billions[1]
