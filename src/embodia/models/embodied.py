@@ -110,6 +110,9 @@ class EmbodiedModel(nn.Module):
         self.builder = SequenceBuilder(
             self.tokenizer, sp, self.tokens_per_image, cfg.action.horizon
         )
+        # Extra objectives that read the same forward pass (GEM's depth generator plugs in here):
+        # each module's ``compute_loss(model, batch, hidden) -> dict[str, Tensor]``.
+        self.aux_heads = nn.ModuleDict()
 
     @classmethod
     def from_preset(cls, name: str, fast_tokenizer=None) -> EmbodiedModel:
@@ -234,6 +237,8 @@ class EmbodiedModel(nn.Module):
             act_hidden = hidden[kinds == ACTION].reshape(-1, h, hidden.shape[-1])
             pred = self.flow.velocity(act_hidden).float()
             losses["flow"] = flow_loss(pred, target[has_flow].float(), batch["dof_mask"][has_flow])
+        for head in self.aux_heads.values():
+            losses.update(head.compute_loss(self, batch, hidden))
         weights = self.cfg.loss_weights
         losses["loss"] = sum(weights.get(k, 1.0) * v for k, v in losses.items())
         return losses
