@@ -80,7 +80,7 @@ def _load_chunks(
     """Raw chunks (K, H, D) float64 of each episode."""
     out: dict[int, np.ndarray] = {}
     for index in tqdm(episodes, desc="episodes", disable=not cfg.progress, leave=False):
-        actions = np.asarray(ds.load_episode(index)[cfg.key], dtype=np.float64)
+        actions = np.asarray(ds.load_episode(index, keys=[cfg.key])[cfg.key], dtype=np.float64)
         out[index] = episode_chunks(actions.reshape(len(actions), -1), cfg.horizon, cfg.stride)
     return out
 

@@ -226,10 +226,12 @@ class LeRobotV3Dataset:
             )
         return rows, rel
 
-    def _decode_columns(self, rows: pa.Table, rel: Path) -> dict[str, Any]:
+    def _decode_columns(
+        self, rows: pa.Table, rel: Path, keys: set[str] | None = None
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, ft in self.features.items():
-            if ft.dtype == "video":
+            if ft.dtype == "video" or (keys is not None and key not in keys):
                 continue
             col = rows.column(key)
             if ft.dtype in ("image", "depth"):
@@ -282,15 +284,26 @@ class LeRobotV3Dataset:
         start = float(ep[f"videos/{key}/from_timestamp"]) + first_ts
         return vid.decode_video(path, start, count, self.fps)
 
-    def load_episode(self, episode_index: int) -> dict[str, Any]:
-        """All frames of one episode, each feature with a leading T axis."""
+    def load_episode(
+        self, episode_index: int, keys: list[str] | tuple[str, ...] | None = None
+    ) -> dict[str, Any]:
+        """All frames of one episode, each feature with a leading T axis.
+
+        ``keys`` limits decoding to those features (plus the index columns, task and subtask):
+        reading only actions skips every video and image decode.
+        """
+        wanted = None if keys is None else set(keys)
+        if wanted is not None:
+            unknown = wanted - set(self.features)
+            if unknown:
+                raise DatasetFormatError(f"{INFO_PATH}: no feature(s) {sorted(unknown)}")
         ep = self._episode(episode_index)
         start, stop = int(ep["dataset_from_index"]), int(ep["dataset_to_index"])
         rows, rel = self._rows(ep, start, stop)
-        out = self._decode_columns(rows, rel)
+        out = self._decode_columns(rows, rel, wanted)
         first_ts = float(out["timestamp"][0])
         for key, ft in self.features.items():
-            if ft.dtype == "video":
+            if ft.dtype == "video" and (wanted is None or key in wanted):
                 out[key] = self._video_frames(ep, key, first_ts, stop - start)
         return out
 

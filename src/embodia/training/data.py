@@ -1,0 +1,354 @@
+"""Training data: sources (LeRobot v3 episodes, GEM/Qwen conversation JSONL), a seeded mixture,
+and a collator that turns samples into model batches.
+
+Determinism: global sample number n of a stage fully determines which source, which item and all
+of that sample's randomness (Uni-CoT level dropping, FAST/flow choice, flow time and noise), through
+``SeedSequence((seed, stage, n))``. The order of samples therefore never depends on the number of
+data-loader workers or processes, and resuming at step k simply starts at n = k * batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from embodia.configs.train import DatasetSpec, StageConfig
+from embodia.data.lerobot_v3.reader import LeRobotV3Dataset
+from embodia.data.normalize import QuantileNormalizer
+from embodia.models.action_space import EMBODIMENTS, Embodiment
+from embodia.models.flow_head import sample_time
+from embodia.models.sequence import DropConfig, EmbodiedSample, SequenceBuilder, collate
+
+
+class DataError(ValueError):
+    """A dataset is missing a file, field or value the run needs (the message names it)."""
+
+
+def sample_rng(seed: int, stage: int, n: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence((seed, stage, n)))
+
+
+class EpisodeSource:
+    """Action samples (frame t: views, state, instruction, subtask, the chunk t..t+H-1)."""
+
+    kind = "episodes"
+
+    def __init__(self, spec: DatasetSpec, horizon: int, image_size: int, cache_episodes: int = 64):
+        self.spec = spec
+        self.name = spec.label
+        self.horizon = horizon
+        self.image_size = image_size
+        try:
+            self.ds = LeRobotV3Dataset(spec.path)
+        except (FileNotFoundError, ValueError) as exc:
+            raise DataError(f"dataset {spec.path}: {exc}") from exc
+        feats = self.ds.features
+        self.cameras = list(spec.cameras) or [
+            k for k, f in feats.items() if f.dtype in ("video", "image")
+        ]
+        for key in [*self.cameras, spec.state_key, spec.action_key]:
+            if key not in feats:
+                raise DataError(
+                    f"{Path(spec.path) / 'meta/info.json'}: no feature {key!r} "
+                    f"(it has {sorted(feats)})"
+                )
+        if not self.cameras:
+            raise DataError(f"{spec.path}: no image or video features to train on")
+        if spec.embodiment not in EMBODIMENTS:
+            raise DataError(
+                f"dataset {spec.path}: unknown embodiment {spec.embodiment!r}; "
+                f"known: {sorted(EMBODIMENTS)}"
+            )
+        self.embodiment: Embodiment = EMBODIMENTS[spec.embodiment]
+        for key in (spec.state_key, spec.action_key):
+            width = feats[key].shape[-1] if feats[key].shape else 1
+            if width != len(self.embodiment.slots):
+                raise DataError(
+                    f"{spec.path}: feature {key!r} has {width} dims but embodiment "
+                    f"{self.embodiment.name} has {len(self.embodiment.slots)}"
+                )
+        # Fails loudly (MissingStatsError names the key) if the dataset lacks the statistics.
+        self.normalizer = QuantileNormalizer.from_stats_json(self.ds.stats).subset(
+            [spec.state_key, spec.action_key]
+        )
+        episodes = self.ds.episode_indices(spec.split)
+        if not episodes:
+            raise DataError(f"{spec.path}: split {spec.split!r} has no episodes")
+        self.index = [
+            (ep, t) for ep in episodes for t in range(int(self.ds.episodes[ep]["length"]))
+        ]
+        self._cache: OrderedDict[int, dict] = OrderedDict()
+        self._cache_size = cache_episodes
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _episode(self, ep: int) -> dict:
+        if ep in self._cache:
+            self._cache.move_to_end(ep)
+            return self._cache[ep]
+        raw = self.ds.load_episode(
+            ep, keys=[*self.cameras, self.spec.state_key, self.spec.action_key]
+        )
+        data = {k: raw[k] for k in (self.spec.state_key, self.spec.action_key)}
+        for cam in self.cameras:  # keep views at model resolution: ~16x less memory at 64 px
+            data[cam] = np.stack([_resize(f, self.image_size) for f in raw[cam]])
+        data["task"] = raw["task"]
+        data["subtask"] = raw.get("subtask")
+        for key in (self.spec.state_key, self.spec.action_key):
+            if not np.isfinite(data[key]).all():
+                raise DataError(f"{self.spec.path}: episode {ep} has non-finite {key!r} values")
+        self._cache[ep] = data
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return data
+
+    def get(self, i: int) -> dict:
+        ep, t = self.index[i]
+        d = self._episode(ep)
+        n = len(d["task"])
+        rows = np.minimum(np.arange(t, t + self.horizon), n - 1)  # pad by repeating the last action
+        norm = self.normalizer
+        state = norm.normalize(
+            self.spec.state_key, np.asarray(d[self.spec.state_key][t], np.float32)
+        )
+        chunk = norm.normalize(
+            self.spec.action_key, np.asarray(d[self.spec.action_key][rows], np.float32)
+        )
+        return {
+            "images": [d[c][t] for c in self.cameras],
+            "instruction": d["task"][t],
+            "subtask": d["subtask"][t] if d["subtask"] is not None else None,
+            "state": state,
+            "chunk": chunk,
+        }
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
+
+
+class ConversationSource:
+    """VQA samples from GEM/Qwen JSONL rows: {image, conversations: [{from, value}, ...]}."""
+
+    kind = "conversations"
+
+    def __init__(self, path: Path, name: str, image_size: int):
+        self.path = Path(path)
+        self.name = name
+        self.image_size = image_size
+        self.rows = []
+        with open(self.path) as fh:
+            for line_no, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{self.path}:{line_no}: not valid JSON ({exc.msg})") from exc
+                convs = row.get("conversations")
+                if not isinstance(convs, list) or len(convs) < 2:
+                    raise DataError(
+                        f"{self.path}:{line_no}: field 'conversations' needs a human and a gpt turn"
+                    )
+                if "image" not in row:
+                    raise DataError(f"{self.path}:{line_no}: missing field 'image'")
+                self.rows.append((line_no, row))
+        if not self.rows:
+            raise DataError(f"{self.path}: no conversation rows")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def get(self, i: int) -> dict:
+        line_no, row = self.rows[i]
+        image_path = self.path.parent / row["image"]
+        try:
+            with Image.open(image_path) as im:
+                image = np.asarray(im.convert("RGB"))
+        except (FileNotFoundError, OSError) as exc:
+            raise DataError(
+                f"{self.path}:{line_no}: cannot read image {image_path} ({exc})"
+            ) from exc
+        human, gpt = row["conversations"][0]["value"], row["conversations"][1]["value"]
+        return {
+            "images": [_resize(image, self.image_size)],
+            "question": human.replace("<image>\n", "").replace("<image>", "").strip(),
+            "answer": gpt,
+        }
+
+
+def build_sources(specs: list[DatasetSpec], horizon: int, image_size: int) -> list:
+    """Episodes datasets, plus their conversations/<split>.jsonl when the engine wrote one."""
+    sources: list = []
+    for spec in specs:
+        path = Path(spec.path)
+        if spec.kind == "conversations":
+            sources.append(ConversationSource(path, spec.label, image_size))
+            continue
+        sources.append(EpisodeSource(spec, horizon, image_size))
+        conv = path / "conversations" / f"{spec.split}.jsonl"
+        if conv.exists():
+            sources.append(ConversationSource(conv, f"{spec.label}/qa", image_size))
+    return sources
+
+
+@dataclass
+class Mixture:
+    """Sources with stage weights (by kind or by name) and the stage's action-mode weights."""
+
+    sources: list
+    weights: np.ndarray
+    modes: list[str]
+    mode_weights: np.ndarray
+
+    @classmethod
+    def for_stage(cls, sources: list, stage: StageConfig) -> Mixture:
+        w = []
+        for s in sources:
+            w.append(stage.mixture.get(s.name, stage.mixture.get(s.kind, 0.0)))
+        weights = np.asarray(w, dtype=np.float64)
+        if weights.sum() <= 0:
+            have = sorted({s.kind for s in sources} | {s.name for s in sources})
+            raise DataError(
+                f"stage {stage.name!r}: its mixture {stage.mixture} selects none of the "
+                f"available data ({have})"
+            )
+        modes = list(stage.action_modes)
+        mw = np.asarray([stage.action_modes[m] for m in modes], dtype=np.float64)
+        return cls(sources, weights / weights.sum(), modes, mw / mw.sum())
+
+    def kinds_used(self) -> set[str]:
+        return {s.kind for s, w in zip(self.sources, self.weights, strict=True) if w > 0}
+
+
+class StageDataset(torch.utils.data.Dataset):
+    """Sample n of a stage -> an EmbodiedSample, plus per-sample flow time and noise."""
+
+    def __init__(
+        self,
+        mixture: Mixture,
+        seed: int,
+        stage_index: int,
+        length: int,
+        fast_tokenizer,
+        fast_slots: np.ndarray,
+        time_alpha: float,
+        time_beta: float,
+    ):
+        self.mixture = mixture
+        self.seed = seed
+        self.stage_index = stage_index
+        self.length = length
+        self.fast = fast_tokenizer
+        self.fast_slots = fast_slots
+        self.time_alpha, self.time_beta = time_alpha, time_beta
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, n: int) -> tuple[EmbodiedSample, int]:
+        rng = sample_rng(self.seed, self.stage_index, n)
+        mix = self.mixture
+        src = mix.sources[rng.choice(len(mix.sources), p=mix.weights)]
+        item = src.get(int(rng.integers(len(src))))
+        sample_seed = int(rng.integers(2**31))
+        if src.kind == "conversations":
+            return EmbodiedSample(
+                images=item["images"],
+                instruction=item["question"],
+                mode="text",
+                answer=item["answer"],
+            ), sample_seed
+        mode = mix.modes[rng.choice(len(mix.modes), p=mix.mode_weights)]
+        emb = src.embodiment
+        sample = EmbodiedSample(
+            images=item["images"],
+            instruction=item["instruction"],
+            mode=mode,
+            state=emb.to_template(item["state"]),
+            dof_mask=emb.dof_mask,
+            subtask=item["subtask"],
+            actions=emb.to_template(item["chunk"]),
+        )
+        if mode == "fast":
+            if self.fast is None:
+                raise DataError("a stage asks for FAST actions but no FAST tokenizer is available")
+            sample.fast_ids = self.fast.encode(item["chunk"])
+        return sample, sample_seed
+
+
+class Collator:
+    """Picklable batch builder for data-loader workers (Uni-CoT dropping seeded per sample)."""
+
+    def __init__(
+        self,
+        builder: SequenceBuilder,
+        image_processor,
+        image_size: int,
+        template_dim: int,
+        horizon: int,
+        pad_id: int,
+        drop: DropConfig,
+        time_alpha: float,
+        time_beta: float,
+    ):
+        self.builder = builder
+        self.image_processor = image_processor
+        self.image_size = image_size
+        self.template_dim = template_dim
+        self.horizon = horizon
+        self.pad_id = pad_id
+        self.drop = drop
+        self.time_alpha, self.time_beta = time_alpha, time_beta
+
+    def __call__(self, items: list[tuple[EmbodiedSample, int]]) -> dict[str, torch.Tensor]:
+        samples = [s for s, _ in items]
+        built = [self.builder.build(s, np.random.default_rng(seed), self.drop) for s, seed in items]
+        batch = collate(
+            samples,
+            built,
+            self.image_processor,
+            self.image_size,
+            self.template_dim,
+            self.horizon,
+            self.pad_id,
+        )
+        # flow time and noise per sample, from the sample's own seed: identical on any world size
+        ts, noise = [], []
+        for _, seed in items:
+            g = torch.Generator().manual_seed(seed)
+            ts.append(sample_time(1, self.time_alpha, self.time_beta, g)[0])
+            noise.append(torch.randn(self.horizon, self.template_dim, generator=g))
+        batch["flow_t"] = torch.stack(ts)
+        batch["flow_noise"] = torch.stack(noise)
+        return batch
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Sample numbers for steps [start, end) of a stage, this process's share of each global batch."""
+
+    def __init__(self, start_step: int, end_step: int, global_batch: int, rank: int, world: int):
+        if global_batch % world:
+            raise ValueError(
+                f"--batch-size {global_batch} must be divisible by the {world} processes"
+            )
+        self.start, self.end = start_step, end_step
+        self.global_batch, self.rank, self.world = global_batch, rank, world
+        self.per_rank = global_batch // world
+
+    def __iter__(self):
+        for step in range(self.start, self.end):
+            base = step * self.global_batch + self.rank * self.per_rank
+            yield from range(base, base + self.per_rank)
+
+    def __len__(self) -> int:
+        return (self.end - self.start) * self.per_rank

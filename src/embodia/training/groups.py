@@ -1,0 +1,64 @@
+"""Named parameter groups, so a curriculum stage can say what it trains in words.
+
+Groups are defined by parameter-name patterns over EmbodiedModel; a stage's ``trainable`` list is
+resolved to a set of parameters and everything else is frozen. A group that matches no parameter
+(e.g. "depth_generator" on a model without a depth head) is an error, caught before training.
+"""
+
+from __future__ import annotations
+
+import re
+
+from torch import nn
+
+# group -> regex over named_parameters() names
+GROUPS: dict[str, str] = {
+    "vision": r"^backbone\.hf\.model\.visual\.",
+    "embeddings": r"^backbone\.hf\.(model\.language_model\.embed_tokens|lm_head)\.",
+    "llm": r"^backbone\.hf\.model\.language_model\.(layers\.\d+\.(self_attn|input_layernorm|post_attention_layernorm)|norm)\.",
+    "vl_ffn": r"^backbone\.hf\.model\.language_model\.layers\.\d+\.mlp\.vl\.",
+    "action_expert": r"^backbone\.hf\.model\.language_model\.layers\.\d+\.mlp\.action\.|^action_expert\.",
+    "flow_head": r"^flow\.",
+    "proprio": r"^proprio\.",
+    "depth_connector": r"^aux_heads\.depth\.connector\.",
+    "depth_generator": r"^aux_heads\.depth\.(?!connector\.)",
+    "all": r".",
+}
+#: shorthand groups
+ALIASES = {
+    "backbone": ("vision", "embeddings", "llm", "vl_ffn"),
+    "depth": ("depth_connector", "depth_generator"),
+}
+
+
+class UnknownGroupError(ValueError):
+    pass
+
+
+def resolve(model: nn.Module, names: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
+    """Parameter names per requested group; raises if a group is unknown or matches nothing."""
+    params = [n for n, _ in model.named_parameters()]
+    out: dict[str, list[str]] = {}
+    for name in names:
+        for group in ALIASES.get(name, (name,)):
+            if group not in GROUPS:
+                raise UnknownGroupError(
+                    f"unknown parameter group {group!r}; choose from {sorted([*GROUPS, *ALIASES])}"
+                )
+            pattern = re.compile(GROUPS[group])
+            matched = [p for p in params if pattern.search(p)]
+            if not matched:
+                raise UnknownGroupError(
+                    f"parameter group {group!r} matches no parameter of this model "
+                    "(is the part it names, e.g. the depth generator, enabled in the model config?)"
+                )
+            out[group] = matched
+    return out
+
+
+def set_trainable(model: nn.Module, names: tuple[str, ...] | list[str]) -> set[str]:
+    """Freeze everything, then unfreeze the named groups; returns the trainable parameter names."""
+    chosen = {p for ps in resolve(model, names).values() for p in ps}
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in chosen)
+    return chosen

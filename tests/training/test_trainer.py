@@ -1,0 +1,280 @@
+"""`embodia train`: stages train exactly their groups, resume reproduces the losses, 2-process DDP
+matches 1 process, bad data and impossible stages are refused up front, NaN stops the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from embodia.configs.data import GenerateConfig
+from embodia.configs.train import TrainConfig
+from embodia.data.engine.generate import generate
+from embodia.models.embodied import EmbodiedModel
+from embodia.training import state as ckpt
+from embodia.training.groups import resolve
+from embodia.training.report import read_metrics
+from embodia.training.trainer import TrainingError, train
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "ds"
+    generate(
+        GenerateConfig(
+            output=out,
+            tasks=("reach", "pick-place"),
+            episodes_per_task=(2, 1, 0),
+            image_size=64,
+            max_steps=30,
+            qa_every=10,
+            workers=1,
+            progress=False,
+        )
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def init_ckpt(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    cfg_path = tmp_path_factory.mktemp("init") / "tiny"
+    from embodia.configs.model import preset
+
+    mcfg = preset("tiny")
+    mcfg.action.horizon = 8
+    EmbodiedModel(mcfg).save_pretrained(cfg_path)
+    return cfg_path
+
+
+def config(dataset, tmp_path, **kw) -> TrainConfig:
+    base = dict(
+        datasets=(dataset,),
+        output=tmp_path / "run",
+        batch_size=4,
+        workers=0,
+        steps_per_stage=2,
+        checkpoint_every=100,
+        log_every=1,
+        log_with="none",
+        progress=False,
+        horizon=8,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def flow_stage_file(tmp_path: Path, steps: int, trainable=("all",)) -> Path:
+    path = tmp_path / "stages.json"
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "flow",
+                    "steps": steps,
+                    "trainable": list(trainable),
+                    "loss_weights": {"flow": 1.0},
+                    "mixture": {"episodes": 1.0},
+                    "action_modes": {"flow": 1.0},
+                    "lr": 1e-3,
+                    "warmup": 0.0,
+                }
+            ]
+        )
+    )
+    return path
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_each_wall_oss_stage_trains_exactly_its_groups(dataset, init_ckpt, tmp_path, stage):
+    cfg = config(
+        dataset,
+        tmp_path,
+        init=init_ckpt,
+        horizon=None,
+        curriculum="wall-oss",
+        stages=str(stage),
+        steps_per_stage=1,
+    )
+    last = train(cfg)
+    before, after = _weights(init_ckpt), _weights(last)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    from embodia.configs.train import CURRICULA
+
+    groups = CURRICULA["wall-oss"](1)[stage - 1].trainable
+    model = EmbodiedModel.from_pretrained(init_ckpt)
+    allowed = {p for ps in resolve(model, groups).values() for p in ps}
+    # tied weights: the checkpoint keeps the lm_head name of the shared embedding matrix
+    tied = {"backbone.hf.lm_head.weight": "backbone.hf.model.language_model.embed_tokens.weight"}
+    changed = {tied.get(k, k) for k in changed}
+    assert changed, "the stage changed nothing"
+    assert changed <= allowed, sorted(changed - allowed)[:5]
+
+
+def test_resume_after_interrupt_reproduces_the_losses(dataset, tmp_path, monkeypatch):
+    stages = flow_stage_file(tmp_path, steps=6)
+    full = config(dataset, tmp_path / "a", curriculum_file=stages, checkpoint_every=3)
+    train(full)
+    expected = [r["flow"] for r in read_metrics(full.output / "metrics.jsonl")]
+
+    interrupted = config(dataset, tmp_path / "b", curriculum_file=stages, checkpoint_every=3)
+    real_save = ckpt.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt  # killed right after the step-3 checkpoint
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted)
+    monkeypatch.setattr(ckpt, "save_checkpoint", real_save)
+    assert ckpt.load_trainer_state(ckpt.latest_checkpoint(interrupted.output)).stage_step == 3
+    train(config(dataset, tmp_path / "b", curriculum_file=stages, checkpoint_every=3, resume=True))
+    rows = read_metrics(interrupted.output / "metrics.jsonl")
+    got = {r["global_step"]: r["flow"] for r in rows}
+    assert sorted(got) == list(range(1, 7))
+    np.testing.assert_allclose([got[s] for s in range(1, 7)], expected, rtol=1e-5, atol=1e-6)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli_train(args: list[str], nproc: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": "egl"}
+    if nproc == 1:
+        cmd = [sys.executable, "-m", "embodia.cli", "train", *args]
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={nproc}",
+            f"--master_port={_free_port()}",
+            "-m",
+            "embodia.cli",
+            "train",
+            *args,
+        ]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_two_process_ddp_matches_one_process(dataset, init_ckpt, tmp_path):
+    """Same global batch: per-sample data and noise do not depend on the world size, and the flow
+    loss has the same number of terms per sample, so the per-step losses agree."""
+    stages = flow_stage_file(tmp_path, steps=3)
+    runs = {}
+    for nproc in (1, 2):
+        out = tmp_path / f"w{nproc}"
+        _cli_train(
+            [
+                "--datasets",
+                str(dataset),
+                "--output",
+                str(out),
+                "--init",
+                str(init_ckpt),
+                "--curriculum-file",
+                str(stages),
+                "--batch-size",
+                "4",
+                "--workers",
+                "0",
+                "--log-every",
+                "1",
+                "--log-with",
+                "none",
+                "--no-progress",
+            ],
+            nproc,
+        )
+        runs[nproc] = [r["flow"] for r in read_metrics(out / "metrics.jsonl")]
+    assert len(runs[1]) == 3
+    np.testing.assert_allclose(runs[2], runs[1], rtol=1e-4, atol=1e-5)
+
+
+def test_missing_normalisation_stats_fail_loudly(dataset, tmp_path):
+    broken = tmp_path / "nostats"
+    shutil.copytree(dataset, broken)
+    stats_path = broken / "meta" / "stats.json"
+    stats = json.loads(stats_path.read_text())
+    del stats["action"]
+    stats_path.write_text(json.dumps(stats))
+    with pytest.raises(TrainingError, match="action"):
+        train(config(broken, tmp_path, curriculum="actions"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_corrupt_data_fails_with_file_and_field(dataset, tmp_path):
+    broken = tmp_path / "badqa"
+    shutil.copytree(dataset, broken)
+    conv = broken / "conversations" / "train.jsonl"
+    lines = conv.read_text().splitlines()
+    lines[2] = '{"image": "x.png", "conversations": "oops"}'
+    conv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TrainingError, match=r"train\.jsonl:3.*conversations"):
+        train(config(broken, tmp_path, curriculum="actions"))
+    with pytest.raises(TrainingError, match=r"no such dataset|does not exist|info\.json"):
+        train(config(tmp_path / "nowhere", tmp_path, curriculum="actions"))
+
+
+def test_impossible_stage_is_refused_before_any_work(dataset, tmp_path):
+    with pytest.raises(TrainingError, match="depth"):
+        train(config(dataset, tmp_path, curriculum="gem"))
+    bad = flow_stage_file(tmp_path, steps=2, trainable=("no_such_group",))
+    with pytest.raises(ValueError, match="no_such_group"):
+        train(config(dataset, tmp_path, curriculum_file=bad))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
+    real = EmbodiedModel.compute_loss
+    calls = {"n": 0}
+
+    def flaky(self, batch, generator=None):
+        calls["n"] += 1
+        out = real(self, batch, generator)
+        if calls["n"] == 4:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(EmbodiedModel, "compute_loss", flaky)
+    cfg = config(
+        dataset, tmp_path, curriculum_file=flow_stage_file(tmp_path, steps=6), checkpoint_every=2
+    )
+    with pytest.raises(TrainingError, match=r"non-finite loss.*step 4"):
+        train(cfg)
+    latest = ckpt.latest_checkpoint(cfg.output)
+    assert ckpt.load_trainer_state(latest).global_step == 2
+    EmbodiedModel.from_pretrained(latest)  # still loadable
+
+
+def test_a_short_run_learns_and_saves_a_loadable_checkpoint(dataset, tmp_path):
+    cfg = config(dataset, tmp_path, curriculum="actions", steps_per_stage=40, batch_size=8)
+    last = train(cfg)
+    rows = read_metrics(cfg.output / "metrics.jsonl")
+    for term in ("flow", "fast", "text"):
+        first = np.mean([r[term] for r in rows[:3] if term in r])
+        end = np.mean([r[term] for r in rows[-5:] if term in r])
+        assert end < 0.7 * first, (term, first, end)
+    model = EmbodiedModel.from_pretrained(last)
+    assert model.fast_tokenizer is not None
+    assert (cfg.output / "loss_curves.png").exists()
+    assert json.loads((last / ckpt.NORMALIZERS).read_text())
