@@ -1,0 +1,165 @@
+"""``embodia eval qa``: grounding, spatial reasoning and planning on held-out conversations.
+
+Questions come from a data-engine dataset's ``conversations/<split>.jsonl`` (default ``test``:
+episodes whose layouts no training episode had). Each is asked with its single image, the answer
+scored by :mod:`embodia.evaluation.scoring` against the stored exact answer and tolerance.
+Accuracy per category (``grounding/point``, ``spatial/distance``, ...) with Wilson intervals;
+unparseable answers are wrong and counted. Every prediction goes to ``predictions.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from embodia.configs.eval import QAConfig
+from embodia.evaluation.scoring import UNPARSEABLE, score_engine_answer
+from embodia.evaluation.stats import rate_summary
+
+
+def load_rows(dataset: Path, split: str) -> list[dict[str, Any]]:
+    path = Path(dataset) / "conversations" / f"{split}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no conversation split {split!r} in {dataset}")
+    rows = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not valid JSON ({exc})") from exc
+            for key in ("image", "conversations", "category", "answer"):
+                if key not in row:
+                    raise ValueError(f"{path}:{n}: missing field {key!r}")
+            rows.append(row)
+    return rows
+
+
+def stratified(rows: list[dict], limit: int | None, key=lambda r: _category(r)) -> list[dict]:
+    """At most ``limit`` rows, taken round-robin over categories (file order within each), so a
+    small limit still covers every category."""
+    if limit is None or limit >= len(rows):
+        return rows
+    pools: OrderedDict[str, list[dict]] = OrderedDict()
+    for r in rows:
+        pools.setdefault(key(r), []).append(r)
+    out: list[dict] = []
+    while len(out) < limit:
+        for pool in pools.values():
+            if pool and len(out) < limit:
+                out.append(pool.pop(0))
+    return out
+
+
+def _category(row: dict[str, Any]) -> str:
+    return f"{row.get('task_type', 'qa')}/{row['category']}"
+
+
+def question_text(row: dict[str, Any]) -> str:
+    return row["conversations"][0]["value"].replace("<image>", "").strip()
+
+
+def summarize_scores(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy per category and per task type, overall, and unparseable counts."""
+    per_cat: dict[str, Any] = {}
+    for cat in sorted({r["category"] for r in records}):
+        rs = [r for r in records if r["category"] == cat]
+        per_cat[cat] = {
+            **rate_summary(sum(r["status"] == "correct" for r in rs), len(rs)),
+            "unparseable": sum(r["status"] == UNPARSEABLE for r in rs),
+        }
+    headline = {}
+    for group in sorted({c.split("/")[0] for c in per_cat}):
+        rs = [r for r in records if r["category"].split("/")[0] == group]
+        headline[f"{group} accuracy"] = sum(r["status"] == "correct" for r in rs) / len(rs)
+    return {
+        "overall": rate_summary(sum(r["status"] == "correct" for r in records), len(records)),
+        "unparseable": sum(r["status"] == UNPARSEABLE for r in records),
+        "per_category": per_cat,
+        "headline": headline,
+    }
+
+
+def run_qa(cfg: QAConfig) -> Path:
+    from embodia.evaluation.answerer import Answerer
+    from embodia.evaluation.protocol import checkpoint_info, config_dict, write_results
+    from embodia.evaluation.report import accuracy_report
+
+    rows = stratified(load_rows(cfg.dataset, cfg.split), cfg.limit)
+    engine = _engine_config(cfg.dataset)
+    model = Answerer(cfg.checkpoint, cfg.device)
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    t0 = time.perf_counter()
+    conv = Path(cfg.dataset) / "conversations"
+    for row in _progress(rows):
+        image = np.asarray(Image.open(conv / row["image"]).convert("RGB"))
+        question = question_text(row)
+        text = model.answer({row.get("camera", "image"): image}, question, cfg.max_new_tokens)
+        score = score_engine_answer(row, text)
+        records.append(
+            {
+                "category": _category(row),
+                "image": row["image"],
+                "question": question,
+                "expected": row["answer"],
+                "tolerance": row.get("tolerance"),
+                "prediction": text,
+                "parsed": score.parsed,
+                "status": score.status,
+            }
+        )
+    summary = summarize_scores(records)
+    summary["timing"] = {"wall_s": time.perf_counter() - t0, "questions": len(records)}
+    with open(out / "predictions.jsonl", "w") as f:
+        for r in records:
+            f.write(json.dumps(r, default=_plain) + "\n")
+    protocol = {
+        "config": config_dict(cfg),
+        "checkpoint": checkpoint_info(model.checkpoint),
+        "dataset": str(cfg.dataset),
+        "split": cfg.split,
+        "questions": len(records),
+        "coordinates": engine.get("coordinates"),
+        "image_size": engine.get("image_size"),
+        "decoding": f"greedy, at most {cfg.max_new_tokens} new tokens",
+        "scoring": "embodia.evaluation.scoring (point in box, IoU >= min_iou, value within "
+        "max(abs, rel * truth), first-mentioned option, normalised subtask match)",
+    }
+    write_results(out, "qa", protocol, summary)
+    bad = [r for r in records if r["status"] != "correct"][: cfg.examples]
+    accuracy_report(out, "Embodied QA", protocol, summary, bad)
+    ov = summary["overall"]
+    print(
+        f"QA accuracy {ov['successes']}/{ov['episodes']} = {ov['rate']:.1%}, unparseable "
+        f"{summary['unparseable']}; wrote {out / 'results.json'} and {out / 'report.md'}"
+    )
+    return out
+
+
+def _engine_config(dataset: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(dataset) / "engine.json").read_text())["config"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return {}
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, tuple | np.ndarray):
+        return list(x)
+    return str(x)
+
+
+def _progress(items):
+    from tqdm import tqdm
+
+    return tqdm(items, desc="questions", unit="q")

@@ -1,0 +1,149 @@
+"""Environment slots: each runs one episode at a time, in its own process or in this one.
+
+Why processes and the policy in the main process: on a CPU machine rendering (Mesa's rasteriser)
+and physics dominate a rollout step, and each worker process owns its scenes and its GL context,
+so K workers step and render K episodes at once. The policy stays in the main process so the model
+is loaded once and observations of all slots that need a chunk can be answered together.
+Workers use the ``spawn`` start method (a forked GL context or torch thread pool is unsafe).
+Results travel over ``multiprocessing`` pipes between our own processes only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import traceback
+from collections import OrderedDict
+from typing import Any
+
+#: Scenes a worker keeps open (one per task); episodes are handed out task by task, so a small
+#: cache avoids rebuilding a scene for every episode without holding all of MT50's in memory.
+SCENE_CACHE = 2
+
+
+def make_env(benchmark: str, task: str, cameras: tuple[str, ...], image_size: int):
+    if benchmark == "metaworld":
+        from embodia.evaluation.metaworld_env import MetaWorldEvalEnv
+
+        return MetaWorldEvalEnv(task, cameras, image_size)
+    if benchmark == "libero":
+        from embodia.evaluation.libero_env import LiberoEvalEnv
+
+        return LiberoEvalEnv(task, cameras, image_size)
+    raise ValueError(f"unknown benchmark {benchmark!r}")
+
+
+class EnvHost:
+    """The environments of one slot; executes ``reset`` / ``step`` commands."""
+
+    def __init__(self, benchmark: str, cameras: tuple[str, ...], image_size: int) -> None:
+        self.benchmark, self.cameras, self.image_size = benchmark, tuple(cameras), image_size
+        self.envs: OrderedDict[str, Any] = OrderedDict()
+        self.current: Any = None
+
+    def handle(self, cmd: str, payload: Any) -> Any:
+        if cmd == "reset":
+            episode, render = payload
+            self.current = self._env(episode["task"])
+            return self.current.reset(episode, render)
+        if cmd == "step":
+            action, render = payload
+            return self.current.step(action, render)
+        if cmd == "info":
+            return {"max_steps": self._env(payload).max_steps}
+        raise ValueError(f"unknown command {cmd!r}")
+
+    def _env(self, task: str):
+        if task in self.envs:
+            self.envs.move_to_end(task)
+            return self.envs[task]
+        env = make_env(self.benchmark, task, self.cameras, self.image_size)
+        self.envs[task] = env
+        while len(self.envs) > SCENE_CACHE:
+            _, old = self.envs.popitem(last=False)
+            old.close()
+        return env
+
+    def close(self) -> None:
+        for env in self.envs.values():
+            env.close()
+        self.envs.clear()
+
+
+def _serve(conn, benchmark: str, cameras: tuple[str, ...], image_size: int) -> None:
+    import embodia  # noqa: F401  (sets MUJOCO_GL before MuJoCo is imported)
+
+    host = EnvHost(benchmark, cameras, image_size)
+    try:
+        while True:
+            cmd, payload = conn.recv()
+            if cmd == "close":
+                break
+            try:
+                conn.send(("ok", host.handle(cmd, payload)))
+            except Exception:
+                conn.send(("error", traceback.format_exc()))
+    except (EOFError, KeyboardInterrupt):
+        pass
+    finally:
+        host.close()
+        conn.close()
+
+
+class EnvWorkerError(RuntimeError):
+    """An environment raised inside a worker; the message carries its traceback."""
+
+
+class Slot:
+    """Send a command now, collect its result later (so all slots work at the same time)."""
+
+    def __init__(self, benchmark: str, cameras: tuple[str, ...], image_size: int, process: bool):
+        self._pending: tuple[str, Any] | None = None
+        self._result: Any = None
+        if process:
+            ctx = mp.get_context("spawn")
+            self._conn, child = ctx.Pipe()
+            self._proc = ctx.Process(
+                target=_serve, args=(child, benchmark, cameras, image_size), daemon=True
+            )
+            self._proc.start()
+            child.close()
+            self._host = None
+        else:
+            self._conn = self._proc = None
+            self._host = EnvHost(benchmark, cameras, image_size)
+
+    def send(self, cmd: str, payload: Any) -> None:
+        if self._host is not None:
+            try:
+                self._result = ("ok", self._host.handle(cmd, payload))
+            except Exception:
+                self._result = ("error", traceback.format_exc())
+        else:
+            self._conn.send((cmd, payload))
+        self._pending = (cmd, payload)
+
+    def recv(self) -> Any:
+        if self._pending is None:
+            raise RuntimeError("recv() without a pending command")
+        self._pending = None
+        status, value = self._result if self._host is not None else self._conn.recv()
+        if status != "ok":
+            raise EnvWorkerError(value)
+        return value
+
+    def call(self, cmd: str, payload: Any) -> Any:
+        self.send(cmd, payload)
+        return self.recv()
+
+    def close(self) -> None:
+        if self._host is not None:
+            self._host.close()
+            return
+        with contextlib.suppress(OSError):
+            self._conn.send(("close", None))
+        self._proc.join(timeout=10)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(timeout=5)
+        self._conn.close()

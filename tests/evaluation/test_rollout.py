@@ -1,0 +1,171 @@
+"""The rollout harness on Meta-World, validated by the reference policies.
+
+The scripted expert must score near 100% and a random policy near 0% through the same loop,
+chunk executor and environment workers the model uses; episodes never share an initial state.
+"""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pytest
+
+from embodia.cli import main
+from embodia.configs.eval import RolloutConfig
+from embodia.evaluation.metaworld_env import metaworld_episodes
+from embodia.evaluation.rollout import DuplicateInitialState, rollout_episodes, summarize
+from embodia.evaluation.setup import build_rollout
+
+pytestmark = pytest.mark.slow
+TASKS = ("reach", "button-press-topdown", "drawer-open")
+
+
+def _run(policy: str, workers: int = 0, **kw):
+    cfg = RolloutConfig(
+        policy=policy, tasks=TASKS, episodes_per_task=2, workers=workers, videos=0, **kw
+    )
+    s = build_rollout(cfg)
+    results, timing = rollout_episodes(s.policy, s.episodes, s.settings)
+    return summarize(results), timing
+
+
+def test_expert_near_100_percent_in_worker_processes():
+    summary, timing = _run("expert", workers=2)
+    assert summary["overall"]["rate"] >= 5 / 6, summary["per_task"]
+    assert timing["queries"] == timing["steps"]  # horizon 1: one query per step
+
+
+def test_random_near_0_percent():
+    summary, timing = _run("random", max_steps=150, random_horizon=8, execute_steps=4)
+    assert summary["overall"]["rate"] <= 1 / 6, summary["per_task"]
+    assert all(e["length"] == 150 for e in summary["episodes"] if not e["success"])
+    assert timing["queries"] == pytest.approx(timing["steps"] / 4, rel=0.05)
+
+
+def test_episodes_never_share_an_initial_state():
+    eps = metaworld_episodes(("reach", "push"), "test", 5, seed=0)
+    seeds = [(e["task"], e["seed"]) for e in eps]
+    assert len(set(seeds)) == len(seeds) == 10
+    # and the layouts the environments actually reset to differ too
+    s = build_rollout(
+        RolloutConfig(
+            policy="random", tasks=("reach",), episodes_per_task=4, workers=0, videos=0, max_steps=1
+        )
+    )
+    results, _ = rollout_episodes(s.policy, s.episodes, s.settings)
+    layouts = {tuple(np.round(r.layout, 9)) for r in results}
+    assert len(layouts) == 4
+    # held out: the test split's seeds are not the train split's
+    train = {e["seed"] for e in metaworld_episodes(("reach",), "train", 50, seed=0)}
+    assert not train & {e["seed"] for e in eps}
+
+
+def test_a_repeated_initial_state_is_refused():
+    s = build_rollout(
+        RolloutConfig(
+            policy="random", tasks=("reach",), episodes_per_task=2, workers=0, videos=0, max_steps=1
+        )
+    )
+    s.episodes[1]["seed"] = s.episodes[0]["seed"]
+    with pytest.raises(DuplicateInitialState):
+        rollout_episodes(s.policy, s.episodes, s.settings)
+
+
+def test_cli_writes_results_report_and_video(tmp_path):
+    out = tmp_path / "expert"
+    rc = main(
+        [
+            "eval",
+            "rollout",
+            "--policy",
+            "expert",
+            "--tasks",
+            "reach",
+            "--episodes-per-task",
+            "2",
+            "--workers",
+            "0",
+            "--videos",
+            "1",
+            "--image-size",
+            "64",
+            "--output",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    doc = json.loads((out / "results.json").read_text())
+    proto = doc["protocol"]
+    for key in (
+        "tasks",
+        "split",
+        "episodes_per_task",
+        "root_seed",
+        "executed_steps_per_chunk",
+        "temporal_ensembling",
+        "cameras",
+        "image_size",
+        "max_steps",
+    ):
+        assert key in proto, key
+    assert proto["split"] == "test" and proto["cameras"] == ["corner", "gripperPOV"]
+    assert doc["versions"]["mujoco"] and doc["versions"]["metaworld"]
+    res = doc["results"]
+    assert res["per_task"]["reach-v3"]["successes"] == 2
+    assert len(res["per_task"]["reach-v3"]["seeds"]) == 2
+    lo, hi = res["overall"]["ci95"]
+    assert 0 < lo < 1 and hi == 1
+    assert (out / "success_per_task.png").stat().st_size > 1000
+    assert "reach-v3" in (out / "report.md").read_text()
+    video = [e["video"] for e in res["episodes"] if e["video"]]
+    assert len(video) == 1
+    with av.open(video[0]) as c:
+        n = sum(1 for _ in c.decode(video=0))
+    assert n == res["episodes"][0]["length"] + 1  # the first observation plus one per step
+
+
+def test_model_policy_end_to_end(tiny_checkpoint, tmp_path):
+    """A (random-weights) checkpoint through Policy: cameras, normalisation, chunks, subtasks."""
+    out = tmp_path / "model"
+    rc = main(
+        [
+            "eval",
+            "rollout",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--tasks",
+            "reach",
+            "--episodes-per-task",
+            "1",
+            "--max-steps",
+            "4",
+            "--execute-steps",
+            "2",
+            "--workers",
+            "0",
+            "--videos",
+            "1",
+            "--image-size",
+            "64",
+            "--output",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    doc = json.loads((out / "results.json").read_text())
+    ep = doc["results"]["episodes"][0]
+    assert ep["length"] == 4 and ep["queries"] == 2
+    assert doc["protocol"]["checkpoint"]["weights_sha256"]
+    assert doc["protocol"]["policy"]["kind"] == "model"
+    assert doc["protocol"]["executed_steps_per_chunk"] == 2
+
+
+def test_bad_settings_fail_clearly(tiny_checkpoint):
+    with pytest.raises(ValueError, match="needs --checkpoint"):
+        build_rollout(RolloutConfig(policy="model"))
+    with pytest.raises(ValueError, match="cameras"):
+        build_rollout(RolloutConfig(checkpoint=tiny_checkpoint, cameras=("topview",)))
+    with pytest.raises(ValueError, match="actions"):
+        build_rollout(RolloutConfig(policy="random", levels=("subtask",)))
