@@ -4,6 +4,9 @@
     embodia data generate [--tasks ...]    simulation data engine (Meta-World -> LeRobot v3 + QA)
     embodia data show [--dataset ...]      contact sheet PNG
     embodia data info [--dataset ...]      summary of a dataset
+    embodia depth train-autoencoder ...    latent space for GEM's depth generator (presets)
+    embodia serve --checkpoint DIR         serve a policy over WebSocket (openpi protocol)
+    embodia eval rollout|qa|depth|bench    closed-loop success, embodied QA, depth, benchmarks
 
 Each subcommand's options come from a typed dataclass config (tyro); `--help` lists them.
 """
@@ -18,7 +21,11 @@ from pathlib import Path
 import tyro
 
 from embodia.configs.data import GenerateConfig, InfoConfig, ShowConfig
+from embodia.configs.depth import TrainAutoencoderConfig
+from embodia.configs.eval import BenchConfig, DepthConfig, QAConfig, RolloutConfig
+from embodia.configs.serve import ServeConfig
 from embodia.configs.tokenizer import FitConfig
+from embodia.configs.train import TrainConfig
 
 
 @dataclass
@@ -56,6 +63,42 @@ def run_fit_cli(cfg: FitConfig) -> None:
     run_fit(cfg)
 
 
+def run_serve(cfg: ServeConfig) -> None:
+    from embodia.serving.main import serve
+
+    serve(cfg)
+
+
+def run_train_autoencoder(cfg: TrainAutoencoderConfig) -> None:
+    from embodia.models.depth.train_autoencoder import run
+
+    run(cfg)
+
+
+def run_eval_rollout(cfg: RolloutConfig) -> None:
+    from embodia.evaluation.rollout import run_rollouts
+
+    run_rollouts(cfg)
+
+
+def run_eval_qa(cfg: QAConfig) -> None:
+    from embodia.evaluation.qa import run_qa
+
+    run_qa(cfg)
+
+
+def run_eval_depth(cfg: DepthConfig) -> None:
+    from embodia.evaluation.depth import run_depth
+
+    run_depth(cfg)
+
+
+def run_eval_bench(cfg: BenchConfig) -> None:
+    from embodia.evaluation.bench import run_bench
+
+    run_bench(cfg)
+
+
 def run_quickstart(cfg: QuickstartConfig) -> None:
     gen = GenerateConfig(
         output=cfg.output, episodes_per_task=(2, 1, 1), workers=cfg.workers, overwrite=cfg.overwrite
@@ -72,8 +115,29 @@ COMMANDS: dict[str, dict[str, tuple[type, Callable]]] = {
         "info": (InfoConfig, run_info),
     },
     "tokenizer": {"fit": (FitConfig, run_fit_cli)},
+    "depth": {"train-autoencoder": (TrainAutoencoderConfig, run_train_autoencoder)},
+    "eval": {
+        "rollout": (RolloutConfig, run_eval_rollout),
+        "qa": (QAConfig, run_eval_qa),
+        "depth": (DepthConfig, run_eval_depth),
+        "bench": (BenchConfig, run_eval_bench),
+    },
 }
-TOP_LEVEL: dict[str, tuple[type, Callable]] = {"quickstart": (QuickstartConfig, run_quickstart)}
+
+
+def run_train(cfg: TrainConfig) -> None:
+    from embodia.training.trainer import train
+
+    last = train(cfg)
+    if last is not None:
+        print(f"checkpoint: {last}")
+
+
+TOP_LEVEL: dict[str, tuple[type, Callable]] = {
+    "quickstart": (QuickstartConfig, run_quickstart),
+    "train": (TrainConfig, run_train),
+    "serve": (ServeConfig, run_serve),
+}
 
 
 def _usage() -> str:

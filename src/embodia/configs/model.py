@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from embodia.configs.depth import ActionDiTConfig, DepthConfig  # GEM (issue #4)
+
 Backbone = Literal["qwen2.5-vl", "qwen3-vl"]
 
 
@@ -61,6 +63,9 @@ class ActionConfig:
     time_beta_alpha: float = 1.5  # t = (0.999 - Beta(1.5, 1)) / 0.999 puts more weight near noise
     time_beta_beta: float = 1.0
     num_fast_tokens: int = 1024
+    # --- GEM (issue #4): GEM-VLA's DiT action expert as an alternative to the split-FFN one ---
+    expert: Literal["in-backbone", "gem-dit"] = "in-backbone"
+    dit: ActionDiTConfig = field(default_factory=ActionDiTConfig)  # used when expert="gem-dit"
 
 
 @dataclass
@@ -73,8 +78,9 @@ class ModelConfig:
     image_size: int = 64  # images are resized to image_size x image_size before patching
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     loss_weights: dict[str, float] = field(
-        default_factory=lambda: {"text": 1.0, "fast": 1.0, "flow": 1.0}
+        default_factory=lambda: {"text": 1.0, "fast": 1.0, "flow": 1.0, "depth": 0.1}
     )
+    depth: DepthConfig | None = None  # GEM's depth supervision (issue #4); None = off
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -84,7 +90,13 @@ class ModelConfig:
         data = dict(data)
         vision = VisionConfig(**_tuples(data.pop("vision", {})))
         text = TextConfig(**_tuples(data.pop("text", {})))
-        action = ActionConfig(**data.pop("action", {}))
+        action = dict(data.pop("action", {}))
+        # --- GEM (issue #4): nested configs ---
+        action["dit"] = ActionDiTConfig.from_dict(action.get("dit") or {})
+        depth = data.pop("depth", None)
+        data["depth"] = None if depth is None else DepthConfig.from_dict(depth)
+        # ---
+        action = ActionConfig(**action)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -104,6 +116,8 @@ class ModelConfig:
             raise ValueError(
                 f"image_size {self.image_size} must be a multiple of patch x merge = {unit}"
             )
+        if self.depth is not None:  # GEM (issue #4)
+            self.depth.validate()
 
 
 def _tuples(d: dict) -> dict:

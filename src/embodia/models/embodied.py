@@ -100,11 +100,16 @@ class EmbodiedModel(nn.Module):
         self.backbone = backbone or QwenVLBackbone.from_config(cfg, len(self.tokenizer), ids)
         hidden = self.backbone.hidden_size
         self.router = TokenRouter()
-        install_action_expert(
-            self.backbone.decoder_layers, hidden, cfg.action.expert_intermediate_size, self.router
-        )
+        in_backbone = cfg.action.expert == "in-backbone"  # GEM-VLA's "gem-dit" brings its own
+        if in_backbone:
+            install_action_expert(
+                self.backbone.decoder_layers,
+                hidden,
+                cfg.action.expert_intermediate_size,
+                self.router,
+            )
         self.proprio = nn.Linear(2 * TEMPLATE_DIM, hidden)
-        self.flow = FlowActionHead(TEMPLATE_DIM, hidden)
+        self.flow = FlowActionHead(TEMPLATE_DIM, hidden) if in_backbone else None
         unit = cfg.vision.patch_size * cfg.vision.spatial_merge_size
         self.tokens_per_image = (cfg.image_size // unit) ** 2
         self.builder = SequenceBuilder(
@@ -113,6 +118,18 @@ class EmbodiedModel(nn.Module):
         # Extra objectives that read the same forward pass (GEM's depth generator plugs in here):
         # each module's ``compute_loss(model, batch, hidden) -> dict[str, Tensor]``.
         self.aux_heads = nn.ModuleDict()
+        # --- GEM (issue #4): depth supervision and GEM-VLA's DiT action expert ---
+        if cfg.depth is not None and cfg.depth.objective != "none":
+            from embodia.models.depth.head import DepthHead
+
+            self.aux_heads["depth"] = DepthHead(cfg.depth, hidden, cfg.image_size, unit)
+        if not in_backbone:
+            from embodia.models.depth.action_dit import GemActionExpert
+
+            self.aux_heads["action"] = GemActionExpert(
+                cfg.action.dit, self.backbone, TEMPLATE_DIM, cfg.action.horizon
+            )
+        # ---
 
     @classmethod
     def from_preset(cls, name: str, fast_tokenizer=None) -> EmbodiedModel:
@@ -198,24 +215,34 @@ class EmbodiedModel(nn.Module):
         )
         return hidden
 
+    def forward(
+        self, batch: dict, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``compute_loss``: going through ``forward`` lets DDP / FSDP wrappers see the call."""
+        return self.compute_loss(batch, generator)
+
     def compute_loss(
         self, batch: dict, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:
         """Every objective present in the batch, named, plus ``loss``: their weighted sum."""
         kinds = batch["kinds"]
         has_flow = (kinds == ACTION).any(dim=1)
+        if self.flow is None:  # GEM-VLA: the DiT expert (an aux head) scores the actions
+            has_flow = torch.zeros_like(has_flow)
         noisy = t = target = None
         if bool(has_flow.any()):
             actions = batch["actions"].to(self.dtype)
-            b = actions.shape[0]
-            t = sample_time(
-                b,
-                self.cfg.action.time_beta_alpha,
-                self.cfg.action.time_beta_beta,
-                generator,
-                self.device,
-            ).to(self.dtype)
-            eps = torch.randn(actions.shape, generator=generator).to(self.device, self.dtype)
+            if "flow_t" in batch:  # drawn per sample by the data loader: same on any world size
+                t, eps = batch["flow_t"].to(self.dtype), batch["flow_noise"].to(self.dtype)
+            else:
+                t = sample_time(
+                    actions.shape[0],
+                    self.cfg.action.time_beta_alpha,
+                    self.cfg.action.time_beta_beta,
+                    generator,
+                    self.device,
+                ).to(self.dtype)
+                eps = torch.randn(actions.shape, generator=generator).to(self.device, self.dtype)
             noisy = (1 - t)[:, None, None] * eps + t[:, None, None] * actions
             target = actions - eps
         hidden = self.hidden_states(batch, noisy, t)
@@ -304,6 +331,23 @@ class EmbodiedModel(nn.Module):
             last = hidden[:, -1]
         return out
 
+    @torch.no_grad()
+    def generate_depth(
+        self,
+        samples_or_batch,
+        guidance: float | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        """GEM: each input image's depth map (metres), generated from its own visual tokens.
+
+        Classifier-free guidance and Euler steps default to ``cfg.depth`` (5.0, 30); returns a
+        ``DepthOutput`` (see ``embodia.models.depth.head``). Needs ``cfg.depth`` (issue #4).
+        """
+        if "depth" not in self.aux_heads:
+            raise ValueError("this model has no depth head (set ModelConfig.depth)")
+        return self.aux_heads["depth"].generate(self, samples_or_batch, guidance, steps, generator)
+
     def decode_text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
@@ -335,6 +379,11 @@ class EmbodiedModel(nn.Module):
             cot_ids = self.generate_text(samples, levels, max_new_tokens=budget)
         if mode == "fast":
             return self._fast_from_ids(cot_ids)
+        if mode == "flow" and self.flow is None:  # GEM-VLA's DiT expert (issue #4)
+            batch = self._flow_batch(samples, levels, cot_ids)
+            actions = self.aux_heads["action"].sample(self, batch, steps, generator)
+            text = [self.decode_text(ids) for ids in cot_ids]
+            return ActionOutput(actions, text, [True] * len(samples))
         if mode != "flow":
             raise ValueError(f"mode must be 'flow' or 'fast', not {mode!r}")
         text = [self.decode_text(ids) for ids in cot_ids]

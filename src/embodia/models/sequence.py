@@ -51,6 +51,8 @@ class EmbodiedSample:
     answer: str | None = None  # text mode: the response
     actions: np.ndarray | None = None  # (H, template_dim) normalised chunk (flow target)
     fast_ids: list[int] | None = None  # FAST indices of the chunk (fast target)
+    # GEM (issue #4): per-view metric depth (H, W) float32 metres, 0 = invalid; None = no depth
+    depths: list[np.ndarray | None] | None = None
 
 
 @dataclass
@@ -199,4 +201,29 @@ def collate(
         if s.actions is not None and s.mode == "flow":
             actions[i] = torch.as_tensor(s.actions, dtype=torch.float32)
     batch.update(state=state, dof_mask=dof, actions=actions)
+    if any(s.depths is not None for s in samples):  # GEM (issue #4)
+        batch["depth"] = collate_depths(samples, image_size)
     return batch
+
+
+def collate_depths(samples: list[EmbodiedSample], size: int) -> torch.Tensor:
+    """(total views, size, size) float32 metres in image order; views without depth are all 0.
+
+    Resized by nearest neighbour, so an invalid (0) pixel never blends into a valid one.
+    """
+    maps = []
+    for s in samples:
+        depths = s.depths if s.depths is not None else [None] * len(s.images)
+        if len(depths) != len(s.images):
+            raise ValueError(f"{len(depths)} depth maps for {len(s.images)} images")
+        for d in depths:
+            if d is None:
+                maps.append(np.zeros((size, size), np.float32))
+                continue
+            arr = np.asarray(d, dtype=np.float32)
+            if arr.ndim != 2:
+                raise ValueError(f"depth maps must be (H, W); got {arr.shape}")
+            if arr.shape != (size, size):
+                arr = np.asarray(Image.fromarray(arr).resize((size, size), Image.NEAREST))
+            maps.append(arr)
+    return torch.from_numpy(np.stack(maps))

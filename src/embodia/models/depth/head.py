@@ -1,0 +1,207 @@
+"""DepthHead: GEM's generative depth supervision as an auxiliary objective of EmbodiedModel.
+
+Registered as ``model.aux_heads["depth"]``; ``EmbodiedModel.compute_loss`` calls
+``compute_loss(model, batch, hidden)`` on the same forward pass as the language / action losses
+and weights the result by ``cfg.loss_weights["depth"]`` (0.1, GEM's).
+
+Per image that has ground-truth depth in the batch: its own final-layer vision-token states ->
+connector -> condition (zeroed with p = ``cond_dropout``) -> the SANA DiT predicts the rectified-flow
+velocity of the encoded depth's latent (frozen codec). ``objective`` is the ablation switch and
+changes only what it names: ``rgb`` swaps the target for the image itself (same images, same
+modules), ``regression`` swaps the generator for a dense regression head (same connector);
+``none`` builds no head at all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from embodia.configs.depth import DepthConfig
+from embodia.models.depth.codec import build_codec
+from embodia.models.depth.connector import Connector, drop_condition
+from embodia.models.depth.dit import build_dit, dit_velocity
+from embodia.models.depth.encodings import (
+    DepthRange,
+    decode_depth,
+    encode_depth,
+    inverse_range,
+    resize_depth,
+)
+from embodia.models.depth.flow import euler_sample, noisy_latents, sample_noise_level
+from embodia.models.depth.regression import DenseRegressionHead
+from embodia.models.depth.tokens import image_rows, image_token_states, unpatchify_rgb
+
+
+@dataclass
+class DepthOutput:
+    image: torch.Tensor  # (N, C, R, R) generated encoding (or RGB) in [-1, 1], one per image
+    depth: torch.Tensor | None  # (N, R, R) metres (None for the rgb ablation)
+    rows: list[int]  # the sample each image belongs to (images in sample, then view order)
+    ranges: DepthRange | None  # inverse-depth range each map was decoded with
+    aligned: torch.Tensor | None  # (N,) bool: range taken from ground truth (percentile mode)
+
+
+def condition_width(cfg: DepthConfig) -> int:
+    """The DiT's condition input width, known before the DiT is built (see DepthHead.__init__)."""
+    d = cfg.dit
+    if d.path and (Path(d.path) / "config.json").is_file():
+        return int(json.loads((Path(d.path) / "config.json").read_text())["caption_channels"])
+    if d.config is not None:
+        return int(d.config["caption_channels"])
+    return d.caption_channels
+
+
+class DepthHead(nn.Module):
+    def __init__(self, cfg: DepthConfig, hidden_size: int, image_size: int, unit: int) -> None:
+        """``unit``: pixels per merged vision token side (patch x merge)."""
+        super().__init__()
+        if cfg.objective == "none":
+            raise ValueError("depth.objective 'none' builds no head")
+        self.cfg = cfg
+        self.grid = (image_size // unit, image_size // unit)
+        self.resolution = cfg.resolution or image_size
+        # The connector is built first so every objective starts from the same connector weights.
+        self.connector = Connector(hidden_size, condition_width(cfg))
+        self.codec = self.dit = self.regressor = None
+        if cfg.objective == "regression":
+            if self.resolution % self.grid[0]:
+                raise ValueError(
+                    f"depth.resolution {self.resolution} is not a multiple of the "
+                    f"{self.grid[0]}-token grid"
+                )
+            patch = self.resolution // self.grid[0]
+            self.regressor = DenseRegressionHead(
+                self.connector.out_dim, cfg.regression_hidden, cfg.channels, patch
+            )
+            return
+        self.codec = build_codec(cfg)
+        if self.codec.in_channels != cfg.channels:
+            raise ValueError(
+                f"the codec encodes {self.codec.in_channels}-channel images but objective "
+                f"{cfg.objective!r} with encoding {cfg.encoding!r} needs {cfg.channels}"
+            )
+        trained = self.codec.trained_for.get("target")
+        if trained is not None and trained != cfg.objective:
+            raise ValueError(f"the codec was trained on {trained!r} targets, not {cfg.objective!r}")
+        if self.resolution % self.codec.compression:
+            raise ValueError(
+                f"depth.resolution {self.resolution} is not a multiple of the "
+                f"codec's compression {self.codec.compression}"
+            )
+        self.latent_size = self.resolution // self.codec.compression
+        self.dit = build_dit(cfg, self.codec.latent_channels, self.latent_size)
+
+    # ------------------------------------------------------------------ inputs
+
+    def conditions(self, model, batch: dict, hidden: torch.Tensor) -> torch.Tensor:
+        """(N_images, tokens, cond) connector output for every image of the batch, in order."""
+        merge = model.cfg.vision.spatial_merge_size
+        states = image_token_states(
+            hidden, batch["input_ids"], model.special.image_pad, batch["image_grid_thw"], merge
+        )
+        if len({s.shape[0] for s in states}) != 1:
+            raise ValueError("depth supervision needs every image at the model's image_size")
+        return self.connector(torch.stack(states), self.grid)
+
+    def targets(self, model, batch: dict):
+        """(encoded target (N, C, R, R), valid pixels (N, R, R), has depth (N,), range)."""
+        depth = resize_depth(batch["depth"].float(), self.resolution)
+        valid = depth > 0
+        has = valid.flatten(1).any(dim=1)
+        if self.cfg.objective == "rgb":
+            rgb = torch.stack(
+                unpatchify_rgb(
+                    batch["pixel_values"], batch["image_grid_thw"], model.image_processor
+                )
+            )
+            if rgb.shape[-1] != self.resolution:
+                rgb = F.interpolate(
+                    rgb, size=(self.resolution,) * 2, mode="bilinear", antialias=True
+                )
+            return rgb * 2 - 1, torch.ones_like(valid), has, None
+        image, rng = encode_depth(depth, valid, self.cfg)
+        return image, valid, has, rng
+
+    # ------------------------------------------------------------------ training
+
+    def compute_loss(self, model, batch: dict, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
+        if "depth" not in batch or "image_grid_thw" not in batch:
+            return {}
+        image, valid, has, _ = self.targets(model, batch)
+        if not bool(has.any()):
+            return {}
+        cond = self.conditions(model, batch, hidden)[has]
+        if self.training:
+            cond, _ = drop_condition(cond, self.cfg.cond_dropout)
+        image, valid = image[has].to(cond.dtype), valid[has]
+        if self.regressor is not None:
+            pred = self.regressor(cond, self.grid)
+            mask = valid[:, None].to(pred.dtype)
+            err = (pred - image).abs() * mask
+            return {"depth": err.sum() / (mask.sum() * pred.shape[1]).clamp(min=1.0)}
+        with torch.no_grad():
+            latents = self.codec.encode(image)
+        s = sample_noise_level(latents.shape[0], self.cfg.time_sampling, device=latents.device)
+        eps = torch.randn_like(latents)
+        x_s, target = noisy_latents(latents, eps, s.to(latents.dtype))
+        pred = dit_velocity(self.dit, x_s, cond, s.to(latents.dtype))
+        c = self.codec.compression
+        cell = F.max_pool2d(valid[:, None].to(pred.dtype), c) if c > 1 else valid[:, None]
+        cell = cell.to(pred.dtype)
+        err = (pred.float() - target.float()) ** 2 * cell
+        return {"depth": err.sum() / (cell.sum() * pred.shape[1]).clamp(min=1.0)}
+
+    # ------------------------------------------------------------------ sampling
+
+    @torch.no_grad()
+    def generate(
+        self,
+        model,
+        batch_or_samples,
+        guidance: float | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> DepthOutput:
+        """Every image's map: Euler steps with classifier-free guidance, decoded to metres.
+
+        Takes a collated batch or a list of ``EmbodiedSample`` (only their prompts are encoded).
+        With ``percentile`` normalisation the decoded scale comes from the samples' ground-truth
+        depth when they carry it (``aligned``), otherwise from [1/far, 1/near].
+        """
+        guidance = self.cfg.guidance if guidance is None else guidance
+        steps = steps or self.cfg.steps
+        batch = batch_or_samples
+        if isinstance(batch_or_samples, list):
+            built = [model.builder.prompt(s, ["actions"]) for s in batch_or_samples]
+            batch = model.collate(batch_or_samples, built=built)
+        hidden = model.hidden_states(batch)
+        cond = self.conditions(model, batch, hidden)
+        counts = [cond.shape[1]] * cond.shape[0]
+        rows = image_rows(batch["input_ids"], model.special.image_pad, counts)
+        if self.regressor is not None:
+            image = self.regressor(cond, self.grid)
+        else:
+            shape = (cond.shape[0], self.codec.latent_channels, self.latent_size, self.latent_size)
+            latents = euler_sample(
+                partial(dit_velocity, self.dit), cond, shape, steps, guidance, generator
+            )
+            image = self.codec.decode(latents).clamp(-1, 1)
+        if self.cfg.objective == "rgb":
+            return DepthOutput(image, None, rows, None, None)
+        n = image.shape[0]
+        if "depth" in batch:
+            gt = resize_depth(batch["depth"].float(), self.resolution)
+            rng = inverse_range(gt, gt > 0, self.cfg)
+            aligned = (gt > 0).flatten(1).any(dim=1) & (self.cfg.normalization == "percentile")
+        else:
+            dummy = torch.zeros(n, 1, 1, device=image.device)
+            rng = inverse_range(dummy, dummy > 0, self.cfg)
+            aligned = torch.zeros(n, dtype=torch.bool, device=image.device)
+        return DepthOutput(image, decode_depth(image, rng, self.cfg), rows, rng, aligned)
