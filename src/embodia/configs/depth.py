@@ -174,20 +174,29 @@ class TrainAutoencoderConfig:
     target: Literal["depth", "rgb"] = "depth"
     """What the autoencoder encodes: depth (in --encoding) or the RGB image (the rgb ablation)."""
     encoding: Encoding = "colormap"
+    """colormap: GEM's Spectral-coloured inverse depth (3 channels); inverse: 1 channel."""
     normalization: Normalization = "percentile"
+    """percentile: per-image 2nd-98th percentile of inverse depth (GEM); fixed: 1/far .. 1/near."""
     near: float = 0.02
+    """Metres: the near end of the fixed range (and of maps without any valid pixel)."""
     far: float = 4.0
+    """Metres: the far end of the fixed range."""
     image_size: int = 64
     """Images and depth maps are resized to this square size (the model's image_size)."""
     latent_channels: int = 4
     widths: tuple[int, ...] = (8, 16, 32, 64)
+    """Channel widths per resolution level; the latent is 2 ** (len - 1) times smaller per side."""
     steps: int = 2000
     batch_size: int = 16
     lr: float = 2e-3
+    """Peak learning rate (AdamW; 5% warm-up, cosine decay)."""
     split: str = "train"
+    """Dataset split to read (from info.json's splits); 'all' reads every episode."""
     frame_stride: int = 1
     """Use every N-th frame of each episode."""
     holdout: float = 0.1
     """Fraction of frames held out to measure the reconstruction AbsRel."""
     seed: int = 0
+    """Seeds initialisation, the held-out choice and batch sampling."""
     progress: bool = True
+    """Show a progress bar over training steps."""

@@ -115,3 +115,24 @@ def test_sana_dit_and_dc_ae_load_from_local_diffusers_directories(tmp_path, monk
     loaded = EmbodiedModel.from_pretrained(tmp_path / "ckpt")
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
+
+
+def test_gem_2b_with_depth_and_dit_expert_builds_from_config_alone():
+    """Meta device: SANA-1.5-class DiT (1.6B), DC-AE f32c32 and GEM-VLA's 14-block expert."""
+    from embodia.configs.depth import gem_action_dit
+
+    cfg = preset("gem-2b")
+    cfg.depth = depth_preset("gem-2b")
+    cfg.action.expert, cfg.action.dit = "gem-dit", gem_action_dit("gem-2b")
+    with torch.device("meta"):
+        model = EmbodiedModel(cfg)
+    head = model.aux_heads["depth"]
+
+    def count(m):
+        return sum(p.numel() for p in m.parameters()) / 1e9
+
+    assert 1.5 < count(head.dit) < 1.7 and 0.3 < count(head.codec) < 0.4
+    assert head.codec.compression == 32 and head.latent_size == 7  # 224 px
+    assert head.connector.out_dim == 2304
+    assert len(model.aux_heads["action"].blocks) == 14
+    assert 0.3 < count(model.aux_heads["action"]) < 0.4
