@@ -278,3 +278,77 @@ def test_a_short_run_learns_and_saves_a_loadable_checkpoint(dataset, tmp_path):
     assert model.fast_tokenizer is not None
     assert (cfg.output / "loss_curves.png").exists()
     assert json.loads((last / ckpt.NORMALIZERS).read_text())
+
+
+@pytest.fixture(scope="module")
+def depth_codec(dataset, tmp_path_factory) -> Path:
+    """A (barely) trained depth autoencoder: its quality does not matter for these tests."""
+    from embodia.cli import main as cli_main
+
+    out = tmp_path_factory.mktemp("ae") / "ae"
+    code = cli_main(
+        [
+            "depth",
+            "train-autoencoder",
+            "--dataset",
+            str(dataset),
+            "--output",
+            str(out),
+            "--steps",
+            "3",
+            "--batch-size",
+            "4",
+            "--image-size",
+            "64",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    return out
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3, 4])
+def test_each_gem_stage_trains_exactly_its_groups_and_never_the_codec(
+    dataset, depth_codec, tmp_path, stage
+):
+    from embodia.configs.train import CURRICULA
+
+    cfg = config(
+        dataset,
+        tmp_path,
+        curriculum="gem",
+        stages=str(stage),
+        steps_per_stage=1,
+        depth_codec=depth_codec,
+        checkpoint_every=1,
+    )
+    init = tmp_path / "init"
+    model = trainer_build_model(cfg)
+    model.save_pretrained(init)
+    last = train(
+        config(
+            dataset,
+            tmp_path,
+            curriculum="gem",
+            stages=str(stage),
+            steps_per_stage=1,
+            init=init,
+            horizon=None,
+        )
+    )
+    before, after = _weights(init), _weights(last)
+    tied = {"backbone.hf.lm_head.weight": "backbone.hf.model.language_model.embed_tokens.weight"}
+    changed = {tied.get(k, k) for k in before if not torch.equal(before[k], after[k])}
+    allowed = {
+        p for ps in resolve(model, CURRICULA["gem"](1)[stage - 1].trainable).values() for p in ps
+    }
+    assert changed and changed <= allowed, sorted(changed - allowed)[:5]
+    assert not any(".codec." in k for k in changed)
+    losses = read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]
+    assert "depth" in losses
+
+
+def trainer_build_model(cfg: TrainConfig) -> EmbodiedModel:
+    from embodia.training.trainer import _build_model
+
+    return _build_model(cfg, None)

@@ -181,6 +181,9 @@ class TrainConfig:
     """Data-loader worker processes."""
     horizon: int | None = None
     """Action chunk length (default: the preset's)."""
+    depth_codec: Path | None = None
+    """Enable GEM's depth generator (a preset-sized head) in the latent space of this trained
+    autoencoder (`embodia depth train-autoencoder`); needed by the gem curriculum."""
     fast_tokenizer: Path | None = None
     """A fitted FAST tokenizer dir; default: fitted on the first episodes dataset at start."""
     checkpoint_every: int = 100

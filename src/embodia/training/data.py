@@ -39,7 +39,14 @@ class EpisodeSource:
 
     kind = "episodes"
 
-    def __init__(self, spec: DatasetSpec, horizon: int, image_size: int, cache_episodes: int = 64):
+    def __init__(
+        self,
+        spec: DatasetSpec,
+        horizon: int,
+        image_size: int,
+        cache_episodes: int = 64,
+        with_depth: bool = False,
+    ):
         self.spec = spec
         self.name = spec.label
         self.horizon = horizon
@@ -60,6 +67,18 @@ class EpisodeSource:
                 )
         if not self.cameras:
             raise DataError(f"{spec.path}: no image or video features to train on")
+        # depth per view (GEM): observation.images.<cam> pairs with observation.depth.<cam>
+        self.depth_keys = None
+        if with_depth:
+            self.depth_keys = [
+                c.replace("observation.images.", "observation.depth.", 1) for c in self.cameras
+            ]
+            missing = [k for k in self.depth_keys if k not in feats]
+            if missing:
+                raise DataError(
+                    f"{Path(spec.path) / 'meta/info.json'}: the model trains depth but "
+                    f"the dataset has no feature {missing[0]!r}"
+                )
         if spec.embodiment not in EMBODIMENTS:
             raise DataError(
                 f"dataset {spec.path}: unknown embodiment {spec.embodiment!r}; "
@@ -93,12 +112,13 @@ class EpisodeSource:
         if ep in self._cache:
             self._cache.move_to_end(ep)
             return self._cache[ep]
-        raw = self.ds.load_episode(
-            ep, keys=[*self.cameras, self.spec.state_key, self.spec.action_key]
-        )
+        keys = [*self.cameras, *(self.depth_keys or []), self.spec.state_key, self.spec.action_key]
+        raw = self.ds.load_episode(ep, keys=keys)
         data = {k: raw[k] for k in (self.spec.state_key, self.spec.action_key)}
         for cam in self.cameras:  # keep views at model resolution: ~16x less memory at 64 px
             data[cam] = np.stack([_resize(f, self.image_size) for f in raw[cam]])
+        for key in self.depth_keys or []:  # nearest-neighbour: never blend valid and invalid depth
+            data[key] = np.stack([_resize_depth(f, self.image_size) for f in raw[key]])
         data["task"] = raw["task"]
         data["subtask"] = raw.get("subtask")
         for key in (self.spec.state_key, self.spec.action_key):
@@ -127,7 +147,16 @@ class EpisodeSource:
             "subtask": d["subtask"][t] if d["subtask"] is not None else None,
             "state": state,
             "chunk": chunk,
+            "depths": [d[k][t] for k in self.depth_keys] if self.depth_keys else None,
         }
+
+
+def _resize_depth(depth: np.ndarray, size: int) -> np.ndarray:
+    if depth.shape == (size, size):
+        return depth
+    return np.asarray(
+        Image.fromarray(depth.astype(np.float32), mode="F").resize((size, size), Image.NEAREST)
+    )
 
 
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
@@ -141,10 +170,11 @@ class ConversationSource:
 
     kind = "conversations"
 
-    def __init__(self, path: Path, name: str, image_size: int):
+    def __init__(self, path: Path, name: str, image_size: int, with_depth: bool = False):
         self.path = Path(path)
         self.name = name
         self.image_size = image_size
+        self.with_depth = with_depth
         self.rows = []
         with open(self.path) as fh:
             for line_no, line in enumerate(fh, 1):
@@ -179,25 +209,39 @@ class ConversationSource:
                 f"{self.path}:{line_no}: cannot read image {image_path} ({exc})"
             ) from exc
         human, gpt = row["conversations"][0]["value"], row["conversations"][1]["value"]
+        depths = None
+        if self.with_depth and row.get("depth"):  # uint16 millimetre PNG, 0 = invalid
+            depth_path = self.path.parent / row["depth"]
+            try:
+                with Image.open(depth_path) as im:
+                    mm = np.asarray(im).astype(np.float32)
+            except (FileNotFoundError, OSError) as exc:
+                raise DataError(
+                    f"{self.path}:{line_no}: cannot read depth {depth_path} ({exc})"
+                ) from exc
+            depths = [_resize_depth(mm / 1000.0, self.image_size)]
         return {
             "images": [_resize(image, self.image_size)],
             "question": human.replace("<image>\n", "").replace("<image>", "").strip(),
             "answer": gpt,
+            "depths": depths,
         }
 
 
-def build_sources(specs: list[DatasetSpec], horizon: int, image_size: int) -> list:
+def build_sources(
+    specs: list[DatasetSpec], horizon: int, image_size: int, with_depth: bool = False
+) -> list:
     """Episodes datasets, plus their conversations/<split>.jsonl when the engine wrote one."""
     sources: list = []
     for spec in specs:
         path = Path(spec.path)
         if spec.kind == "conversations":
-            sources.append(ConversationSource(path, spec.label, image_size))
+            sources.append(ConversationSource(path, spec.label, image_size, with_depth))
             continue
-        sources.append(EpisodeSource(spec, horizon, image_size))
+        sources.append(EpisodeSource(spec, horizon, image_size, with_depth=with_depth))
         conv = path / "conversations" / f"{spec.split}.jsonl"
         if conv.exists():
-            sources.append(ConversationSource(conv, f"{spec.label}/qa", image_size))
+            sources.append(ConversationSource(conv, f"{spec.label}/qa", image_size, with_depth))
     return sources
 
 
@@ -267,6 +311,7 @@ class StageDataset(torch.utils.data.Dataset):
                 instruction=item["question"],
                 mode="text",
                 answer=item["answer"],
+                depths=item["depths"],
             ), sample_seed
         mode = mix.modes[rng.choice(len(mix.modes), p=mix.mode_weights)]
         emb = src.embodiment
@@ -278,6 +323,7 @@ class StageDataset(torch.utils.data.Dataset):
             dof_mask=emb.dof_mask,
             subtask=item["subtask"],
             actions=emb.to_template(item["chunk"]),
+            depths=item["depths"],
         )
         if mode == "fast":
             if self.fast is None:

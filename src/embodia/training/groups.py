@@ -17,12 +17,15 @@ GROUPS: dict[str, str] = {
     "embeddings": r"^backbone\.hf\.(model\.language_model\.embed_tokens|lm_head)\.",
     "llm": r"^backbone\.hf\.model\.language_model\.(layers\.\d+\.(self_attn|input_layernorm|post_attention_layernorm)|norm)\.",
     "vl_ffn": r"^backbone\.hf\.model\.language_model\.layers\.\d+\.mlp\.vl\.",
-    "action_expert": r"^backbone\.hf\.model\.language_model\.layers\.\d+\.mlp\.action\.|^action_expert\.",
+    # the split-FFN experts, or GEM-VLA's DiT expert when the model uses that instead
+    "action_expert": r"^backbone\.hf\.model\.language_model\.layers\.\d+\.mlp\.action\.|^aux_heads\.action\.",
     "flow_head": r"^flow\.",
     "proprio": r"^proprio\.",
     "depth_connector": r"^aux_heads\.depth\.connector\.",
-    "depth_generator": r"^aux_heads\.depth\.(?!connector\.)",
-    "all": r".",
+    "depth_generator": r"^aux_heads\.depth\.(dit|regressor)\.",  # the DiT, or the regression ablation
+    # everything except the depth codec, which `embodia depth train-autoencoder` trains and GEM
+    # keeps frozen (its latents are the generator's targets)
+    "all": r"^(?!aux_heads\.depth\.codec\.)",
 }
 #: shorthand groups
 ALIASES = {

@@ -81,6 +81,15 @@ def _build_model(cfg: TrainConfig, resume_from: Path | None) -> EmbodiedModel:
     mcfg = preset(cfg.preset)
     if cfg.horizon:
         mcfg.action.horizon = cfg.horizon
+    if cfg.depth_codec is not None:
+        from embodia.configs.depth import CodecConfig, depth_preset
+
+        if not Path(cfg.depth_codec).is_dir():
+            raise TrainingError(
+                f"--depth-codec: {cfg.depth_codec} is not a directory "
+                "(train one with `embodia depth train-autoencoder`)"
+            )
+        mcfg.depth = depth_preset(cfg.preset, codec=CodecConfig(path=str(cfg.depth_codec)))
     return EmbodiedModel(mcfg)
 
 
@@ -225,8 +234,9 @@ class Trainer:
         self.model = _build_model(cfg, resume_from)
         horizon = self.model.cfg.action.horizon
         specs = [DatasetSpec(path=p, kind=_kind(p)) for p in cfg.datasets]
+        with_depth = "depth" in self.model.aux_heads
         try:
-            self.sources = build_sources(specs, horizon, self.model.cfg.image_size)
+            self.sources = build_sources(specs, horizon, self.model.cfg.image_size, with_depth)
         except (DataError, KeyError) as exc:
             raise TrainingError(str(exc).strip('"')) from exc
         episodes = [s for s in self.sources if isinstance(s, EpisodeSource)]
