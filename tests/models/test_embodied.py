@@ -175,15 +175,7 @@ def test_import_a_local_huggingface_qwen_checkpoint(tmp_path, monkeypatch, name)
     cfg = preset(name)
     tok = load_preset_tokenizer(num_fast_tokens=0)  # a "Qwen" tokenizer without embodia's extras
     sp = special_ids(tok)
-    ids = {
-        "pad": sp.pad,
-        "eos": sp.eos,
-        "image_pad": sp.image_pad,
-        "video_pad": sp.video_pad,
-        "vision_start": sp.vision_start,
-        "vision_end": sp.vision_end,
-    }
-    hf = QwenVLBackbone.from_config(cfg, len(tok), ids).hf
+    hf = QwenVLBackbone.from_config(cfg, len(tok), sp).hf
     hf.save_pretrained(tmp_path / "qwen")
     tok.save_pretrained(tmp_path / "qwen")
     build_image_processor(cfg).save_pretrained(tmp_path / "qwen")

@@ -21,6 +21,7 @@ from transformers import (
 )
 
 from embodia.configs.model import ModelConfig
+from embodia.models.text_tokenizer import SpecialIds
 
 
 @dataclass
@@ -32,7 +33,7 @@ class VisionFeatures:
 
 
 def hf_config(
-    cfg: ModelConfig, vocab_size: int, special: dict[str, int]
+    cfg: ModelConfig, vocab_size: int, special: SpecialIds
 ) -> Qwen2_5_VLConfig | Qwen3VLConfig:
     """The Hugging Face config for ``cfg`` with embodia's tokenizer's vocabulary and special ids."""
     v, t = cfg.vision, cfg.text
@@ -47,19 +48,19 @@ def hf_config(
         rms_norm_eps=t.rms_norm_eps,
         max_position_embeddings=t.max_position_embeddings,
         tie_word_embeddings=t.tie_word_embeddings,
-        pad_token_id=special["pad"],
-        eos_token_id=special["eos"],
+        pad_token_id=special.pad,
+        eos_token_id=special.eos,
         bos_token_id=None,
     )
     ids = dict(
-        image_token_id=special["image_pad"],
-        video_token_id=special["video_pad"],
-        vision_start_token_id=special["vision_start"],
-        vision_end_token_id=special["vision_end"],
+        image_token_id=special.image_pad,
+        video_token_id=special.video_pad,
+        vision_start_token_id=special.vision_start,
+        vision_end_token_id=special.vision_end,
         tie_word_embeddings=t.tie_word_embeddings,
         bos_token_id=None,
-        eos_token_id=special["eos"],
-        pad_token_id=special["pad"],
+        eos_token_id=special.eos,
+        pad_token_id=special.pad,
     )
     if cfg.backbone == "qwen2.5-vl":
         text["rope_parameters"] = {
@@ -117,9 +118,7 @@ class QwenVLBackbone(nn.Module):
         self.is_qwen3 = isinstance(hf_model, Qwen3VLForConditionalGeneration)
 
     @classmethod
-    def from_config(
-        cls, cfg: ModelConfig, vocab_size: int, special: dict[str, int]
-    ) -> QwenVLBackbone:
+    def from_config(cls, cfg: ModelConfig, vocab_size: int, special: SpecialIds) -> QwenVLBackbone:
         config = hf_config(cfg, vocab_size, special)
         model_cls = (
             Qwen3VLForConditionalGeneration

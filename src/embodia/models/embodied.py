@@ -11,7 +11,6 @@ Parts, each in its own file: the backbone (``backbone.py``), the split-FFN actio
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +42,7 @@ from embodia.models.sequence import (
 )
 from embodia.models.split_ffn import TokenRouter, install_action_expert
 from embodia.models.text_tokenizer import load_preset_tokenizer, special_ids
-from embodia.utils.fs import replace_dir
+from embodia.utils.fs import atomic_dir
 
 CONFIG_FILE = "embodia_config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -89,15 +88,7 @@ class EmbodiedModel(nn.Module):
         self.image_processor = image_processor or build_image_processor(cfg)
         self.fast_tokenizer = fast_tokenizer
         sp = self.special
-        ids = {
-            "pad": sp.pad,
-            "eos": sp.eos,
-            "image_pad": sp.image_pad,
-            "video_pad": sp.video_pad,
-            "vision_start": sp.vision_start,
-            "vision_end": sp.vision_end,
-        }
-        self.backbone = backbone or QwenVLBackbone.from_config(cfg, len(self.tokenizer), ids)
+        self.backbone = backbone or QwenVLBackbone.from_config(cfg, len(self.tokenizer), sp)
         hidden = self.backbone.hidden_size
         self.router = TokenRouter()
         in_backbone = cfg.action.expert == "in-backbone"  # GEM-VLA's "gem-dit" brings its own
@@ -494,10 +485,7 @@ class EmbodiedModel(nn.Module):
         from safetensors.torch import save_model
 
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = directory.with_name(f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir()
-        try:
+        with atomic_dir(directory) as tmp:
             save_model(self, str(tmp / WEIGHTS_FILE))
             meta = {"model": self.cfg.to_dict(), "fast_slots": getattr(self, "_fast_slots", None)}
             (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
@@ -505,12 +493,6 @@ class EmbodiedModel(nn.Module):
             self.image_processor.save_pretrained(tmp)
             if self.fast_tokenizer is not None:
                 self.fast_tokenizer.save(tmp / FAST_DIR)
-            replace_dir(tmp, directory)
-        except BaseException:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return directory
 
     @classmethod

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from embodia.utils.fs import atomic_write_text, replace_dir
+from embodia.utils.fs import atomic_dir, atomic_write_text
 
 TRAINER_STATE = "trainer_state.json"
 NORMALIZERS = "normalizers.json"
@@ -58,8 +57,7 @@ def save_checkpoint(
 ) -> Path:
     root = checkpoints_dir(run)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_dir(root / name) as tmp:
         model.save_pretrained(tmp)
         (tmp / NORMALIZERS).write_text(json.dumps(normalizers, indent=2))
         if policy_config is not None:
@@ -69,14 +67,9 @@ def save_checkpoint(
         if scheduler is not None:
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / TRAINER_STATE).write_text(state.to_json())
-        final = root / name
-        replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     atomic_write_text(root / "latest", name)
     _prune(root, keep, protect={name})
-    return final
+    return root / name
 
 
 def _prune(root: Path, keep: int, protect: set[str]) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from embodia.utils.fs import replace_dir
+from embodia.utils.fs import atomic_dir
 
 CONFIG_FILE = "autoencoder_config.json"
 WEIGHTS_FILE = "autoencoder.safetensors"
@@ -97,17 +95,10 @@ class DepthAutoencoder(nn.Module):
         from safetensors.torch import save_model
 
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = directory.with_name(f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir()
-        try:
+        with atomic_dir(directory) as tmp:
             save_model(self, str(tmp / WEIGHTS_FILE))
             meta = {**self.spec.to_dict(), "report": report or {}}
             (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-            replace_dir(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return directory
 
     @classmethod
