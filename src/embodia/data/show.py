@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from embodia.configs.data import ShowConfig
+from embodia.data.conversations import read_conversations
 
 
 class ShowError(ValueError):
@@ -32,14 +33,7 @@ def load_conversations(dataset: Path, split: str) -> list[dict]:
         raise ShowError(
             f"{path} not found: is {dataset} a dataset written by `embodia data generate`?"
         )
-    rows = []
-    with open(path) as fh:
-        for n, line in enumerate(fh, 1):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ShowError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
-    return rows
+    return [row for _, row in read_conversations(path)]
 
 
 def read_depth_png(path: Path) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from embodia.configs.eval import QAConfig
+from embodia.data.conversations import read_conversations
 from embodia.evaluation.scoring import UNPARSEABLE, score_engine_answer
 from embodia.evaluation.stats import rate_summary
 
@@ -27,20 +28,9 @@ def load_rows(dataset: Path, split: str) -> list[dict[str, Any]]:
     path = Path(dataset) / "conversations" / f"{split}.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no conversation split {split!r} in {dataset}")
-    rows = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON ({exc})") from exc
-            for key in ("image", "conversations", "category", "answer"):
-                if key not in row:
-                    raise ValueError(f"{path}:{n}: missing field {key!r}")
-            rows.append(row)
-    return rows
+    return [
+        row for _, row in read_conversations(path, ("image", "conversations", "category", "answer"))
+    ]
 
 
 def stratified(rows: list[dict], limit: int | None, key=lambda r: _category(r)) -> list[dict]:

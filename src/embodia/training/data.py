@@ -9,7 +9,6 @@ data-loader workers or processes, and resuming at step k simply starts at n = k 
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from PIL import Image
 
 from embodia.configs.train import DatasetSpec, StageConfig
+from embodia.data.conversations import ConversationFormatError, read_conversations
 from embodia.data.lerobot_v3.reader import LeRobotV3Dataset
 from embodia.data.normalize import QuantileNormalizer
 from embodia.models.action_space import EMBODIMENTS, Embodiment
@@ -175,23 +175,10 @@ class ConversationSource:
         self.name = name
         self.image_size = image_size
         self.with_depth = with_depth
-        self.rows = []
-        with open(self.path) as fh:
-            for line_no, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{self.path}:{line_no}: not valid JSON ({exc.msg})") from exc
-                convs = row.get("conversations")
-                if not isinstance(convs, list) or len(convs) < 2:
-                    raise DataError(
-                        f"{self.path}:{line_no}: field 'conversations' needs a human and a gpt turn"
-                    )
-                if "image" not in row:
-                    raise DataError(f"{self.path}:{line_no}: missing field 'image'")
-                self.rows.append((line_no, row))
+        try:
+            self.rows = read_conversations(self.path)
+        except (ConversationFormatError, FileNotFoundError) as exc:
+            raise DataError(str(exc)) from exc
         if not self.rows:
             raise DataError(f"{self.path}: no conversation rows")
 
