@@ -22,31 +22,19 @@ import time
 import numpy as np
 import torch
 
+from bench_model import sample as model_sample  # benchmarks/ is on sys.path when run
+from bench_model import sync
 from embodia.configs.depth import depth_preset
 from embodia.configs.model import preset
-from embodia.models.action_space import SAWYER
 from embodia.models.embodied import EmbodiedModel
 from embodia.models.sequence import EmbodiedSample
 
 
 def sample(rng: np.random.Generator, mode: str, horizon: int) -> EmbodiedSample:
-    return EmbodiedSample(
-        images=[rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(2)],
-        instruction="pick up the puck and place it at the goal",
-        mode=mode,
-        state=SAWYER.to_template(rng.normal(size=4)),
-        dof_mask=SAWYER.dof_mask,
-        subtask="grasp the puck",
-        answer="the puck is to the left of the goal",
-        actions=SAWYER.to_template(rng.normal(size=(horizon, 4)) * 0.3),
-        fast_ids=list(rng.integers(0, 200, size=20)),
-        depths=[rng.uniform(0.3, 3.0, (128, 128)).astype(np.float32) for _ in range(2)],
-    )
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    """bench_model's sample plus a metric depth map per view."""
+    s = model_sample(rng, mode, horizon)
+    s.depths = [rng.uniform(0.3, 3.0, (128, 128)).astype(np.float32) for _ in range(2)]
+    return s
 
 
 def build(name: str, depth: bool, device: str, dtype: torch.dtype) -> EmbodiedModel:

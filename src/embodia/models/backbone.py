@@ -62,41 +62,29 @@ def hf_config(
         eos_token_id=special.eos,
         pad_token_id=special.pad,
     )
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "rope_theta": t.rope_theta,
+        "mrope_section": list(t.mrope_section),
+    }
+    vision = dict(
+        depth=v.depth,
+        hidden_size=v.hidden_size,
+        intermediate_size=v.intermediate_size,
+        num_heads=v.num_heads,
+        patch_size=v.patch_size,
+        spatial_merge_size=v.spatial_merge_size,
+        temporal_patch_size=v.temporal_patch_size,
+        out_hidden_size=t.hidden_size,
+    )
     if cfg.backbone == "qwen2.5-vl":
-        text["rope_parameters"] = {
-            "rope_type": "default",
-            "rope_theta": t.rope_theta,
-            "mrope_section": list(t.mrope_section),
-        }
-        vision = dict(
-            depth=v.depth,
-            hidden_size=v.hidden_size,
-            intermediate_size=v.intermediate_size,
-            num_heads=v.num_heads,
-            patch_size=v.patch_size,
-            spatial_merge_size=v.spatial_merge_size,
-            temporal_patch_size=v.temporal_patch_size,
-            window_size=v.window_size,
-            fullatt_block_indexes=list(v.fullatt_block_indexes),
-            out_hidden_size=t.hidden_size,
+        vision.update(
+            window_size=v.window_size, fullatt_block_indexes=list(v.fullatt_block_indexes)
         )
         config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
     else:
-        text["rope_parameters"] = {
-            "rope_type": "default",
-            "rope_theta": t.rope_theta,
-            "mrope_section": list(t.mrope_section),
-            "mrope_interleaved": True,
-        }
-        vision = dict(
-            depth=v.depth,
-            hidden_size=v.hidden_size,
-            intermediate_size=v.intermediate_size,
-            num_heads=v.num_heads,
-            patch_size=v.patch_size,
-            spatial_merge_size=v.spatial_merge_size,
-            temporal_patch_size=v.temporal_patch_size,
-            out_hidden_size=t.hidden_size,
+        text["rope_parameters"]["mrope_interleaved"] = True
+        vision.update(
             deepstack_visual_indexes=list(v.deepstack_visual_indexes),
             num_position_embeddings=v.num_position_embeddings,
         )

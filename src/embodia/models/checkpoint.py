@@ -74,7 +74,7 @@ def _config_from_hf(hf_config, num_fast_tokens: int) -> ModelConfig:
         head_dim=head_dim,
         rope_theta=float(rope.get("rope_theta", 1e6)),
         mrope_section=tuple(
-            rope.get("mrope_section", (head_dim // 4, head_dim // 8 * 1, head_dim // 8))
+            rope.get("mrope_section", (head_dim // 4, head_dim // 8, head_dim // 8))
         ),
         rms_norm_eps=t.rms_norm_eps,
         max_position_embeddings=t.max_position_embeddings,

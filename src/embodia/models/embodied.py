@@ -26,6 +26,7 @@ from embodia.models.action_space import TEMPLATE_DIM
 from embodia.models.attention import (
     ACTION,
     PAD,
+    TEXT,
     action_query_mask,
     for_implementation,
     sequence_mask,
@@ -392,7 +393,7 @@ class EmbodiedModel(nn.Module):
             ids = [*extra, self.special.im_end]
             b.input_ids += ids + [self.special.action] * h
             b.labels += [IGNORE] * (len(ids) + h)
-            b.kinds += [1] * len(ids) + [ACTION] * h
+            b.kinds += [TEXT] * len(ids) + [ACTION] * h
             built.append(b)
         return self.collate(samples, left_pad=True, built=built)
 

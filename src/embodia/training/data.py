@@ -271,17 +271,12 @@ class StageDataset(torch.utils.data.Dataset):
         stage_index: int,
         length: int,
         fast_tokenizer,
-        fast_slots: np.ndarray,
-        time_alpha: float,
-        time_beta: float,
     ):
         self.mixture = mixture
         self.seed = seed
         self.stage_index = stage_index
         self.length = length
         self.fast = fast_tokenizer
-        self.fast_slots = fast_slots
-        self.time_alpha, self.time_beta = time_alpha, time_beta
 
     def __len__(self) -> int:
         return self.length

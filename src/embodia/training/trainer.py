@@ -44,7 +44,7 @@ from embodia.training.data import (
     StepSampler,
     build_sources,
 )
-from embodia.training.groups import UnknownGroupError, set_trainable
+from embodia.training.groups import UnknownGroupError, resolve, set_trainable
 
 LOSS_TERMS = ("loss", "text", "fast", "flow", "depth")
 
@@ -95,7 +95,7 @@ def _build_model(cfg: TrainConfig, resume_from: Path | None) -> EmbodiedModel:
 
 def _check_stage(model: EmbodiedModel, stage: StageConfig, mixture: Mixture, fast_ok: bool) -> None:
     try:
-        set_trainable(model, stage.trainable)
+        resolve(model, stage.trainable)  # checks only: _train_stage sets requires_grad
     except UnknownGroupError as exc:
         raise TrainingError(f"stage {stage.name!r}: {exc}") from exc
     kinds = mixture.kinds_used()
@@ -334,9 +334,6 @@ class Trainer:
             idx,
             2**62,
             model.fast_tokenizer,
-            None,
-            mcfg.time_beta_alpha,
-            mcfg.time_beta_beta,
         )
         collator = Collator(
             model.builder,
