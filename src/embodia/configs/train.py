@@ -186,6 +186,9 @@ class TrainConfig:
     autoencoder (`embodia depth train-autoencoder`); needed by the gem curriculum."""
     fast_tokenizer: Path | None = None
     """A fitted FAST tokenizer dir; default: fitted on the first episodes dataset at start."""
+    frame_cache: Path | None = None
+    """Where decoded frames are cached (shared by runs and loader workers); default
+    ``$EMBODIA_CACHE/frames``, else ``~/.cache/embodia/frames``."""
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     log_every: int = 10

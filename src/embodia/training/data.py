@@ -9,7 +9,6 @@ data-loader workers or processes, and resuming at step k simply starts at n = k 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from PIL import Image
 
 from embodia.configs.train import DatasetSpec, StageConfig
 from embodia.data.conversations import ConversationFormatError, read_conversations
+from embodia.data.frame_cache import CacheRequest, open_frame_cache
+from embodia.data.images import resize_depth, resize_rgb
 from embodia.data.lerobot_v3.reader import LeRobotV3Dataset
 from embodia.data.normalize import QuantileNormalizer
 from embodia.models.action_space import EMBODIMENTS, Embodiment
@@ -35,7 +36,11 @@ def sample_rng(seed: int, stage: int, n: int) -> np.random.Generator:
 
 
 class EpisodeSource:
-    """Action samples (frame t: views, state, instruction, subtask, the chunk t..t+H-1)."""
+    """Action samples (frame t: views, state, instruction, subtask, the chunk t..t+H-1).
+
+    Frames come from the shared :mod:`~embodia.data.frame_cache` (decoded once at the model's
+    resolution), built on first use with a progress bar, so random sampling never decodes video.
+    """
 
     kind = "episodes"
 
@@ -44,8 +49,9 @@ class EpisodeSource:
         spec: DatasetSpec,
         horizon: int,
         image_size: int,
-        cache_episodes: int = 64,
         with_depth: bool = False,
+        cache_root: Path | None = None,
+        progress: bool = True,
     ):
         self.spec = spec
         self.name = spec.label
@@ -99,70 +105,47 @@ class EpisodeSource:
         episodes = self.ds.episode_indices(spec.split)
         if not episodes:
             raise DataError(f"{spec.path}: split {spec.split!r} has no episodes")
+        self.episodes = episodes
         self.index = [
             (ep, t) for ep in episodes for t in range(int(self.ds.episodes[ep]["length"]))
         ]
-        self._cache: OrderedDict[int, dict] = OrderedDict()
-        self._cache_size = cache_episodes
+        request = CacheRequest(
+            Path(spec.path),
+            tuple(episodes),
+            tuple(self.cameras),
+            tuple(self.depth_keys or ()),
+            (spec.state_key, spec.action_key),
+            image_size,
+        )
+        try:
+            self.frames = open_frame_cache(self.ds, request, cache_root, progress)
+        except ValueError as exc:
+            raise DataError(str(exc)) from exc
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def _episode(self, ep: int) -> dict:
-        if ep in self._cache:
-            self._cache.move_to_end(ep)
-            return self._cache[ep]
-        keys = [*self.cameras, *(self.depth_keys or []), self.spec.state_key, self.spec.action_key]
-        raw = self.ds.load_episode(ep, keys=keys)
-        data = {k: raw[k] for k in (self.spec.state_key, self.spec.action_key)}
-        for cam in self.cameras:  # keep views at model resolution: ~16x less memory at 64 px
-            data[cam] = np.stack([_resize(f, self.image_size) for f in raw[cam]])
-        for key in self.depth_keys or []:  # nearest-neighbour: never blend valid and invalid depth
-            data[key] = np.stack([_resize_depth(f, self.image_size) for f in raw[key]])
-        data["task"] = raw["task"]
-        data["subtask"] = raw.get("subtask")
-        for key in (self.spec.state_key, self.spec.action_key):
-            if not np.isfinite(data[key]).all():
-                raise DataError(f"{self.spec.path}: episode {ep} has non-finite {key!r} values")
-        self._cache[ep] = data
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return data
+    def actions(self, ep: int) -> np.ndarray:
+        """One episode's actions in robot units (T, D)."""
+        rows = np.arange(self.frames.lengths[ep])
+        return self.frames.vectors(self.spec.action_key, ep, rows)
 
     def get(self, i: int) -> dict:
         ep, t = self.index[i]
-        d = self._episode(ep)
-        n = len(d["task"])
+        f = self.frames
+        n = f.lengths[ep]
         rows = np.minimum(np.arange(t, t + self.horizon), n - 1)  # pad by repeating the last action
         norm = self.normalizer
-        state = norm.normalize(
-            self.spec.state_key, np.asarray(d[self.spec.state_key][t], np.float32)
-        )
-        chunk = norm.normalize(
-            self.spec.action_key, np.asarray(d[self.spec.action_key][rows], np.float32)
-        )
+        state = norm.normalize(self.spec.state_key, f.vectors(self.spec.state_key, ep, rows[:1])[0])
+        chunk = norm.normalize(self.spec.action_key, f.vectors(self.spec.action_key, ep, rows))
         return {
-            "images": [d[c][t] for c in self.cameras],
-            "instruction": d["task"][t],
-            "subtask": d["subtask"][t] if d["subtask"] is not None else None,
+            "images": [f.image(c, ep, t) for c in self.cameras],
+            "instruction": f.task(ep, t),
+            "subtask": f.subtask(ep, t),
             "state": state,
             "chunk": chunk,
-            "depths": [d[k][t] for k in self.depth_keys] if self.depth_keys else None,
+            "depths": [f.depth(k, ep, t) for k in self.depth_keys] if self.depth_keys else None,
         }
-
-
-def _resize_depth(depth: np.ndarray, size: int) -> np.ndarray:
-    if depth.shape == (size, size):
-        return depth
-    return np.asarray(
-        Image.fromarray(depth.astype(np.float32), mode="F").resize((size, size), Image.NEAREST)
-    )
-
-
-def _resize(img: np.ndarray, size: int) -> np.ndarray:
-    if img.shape[0] == size and img.shape[1] == size:
-        return img
-    return np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
 
 
 class ConversationSource:
@@ -206,9 +189,9 @@ class ConversationSource:
                 raise DataError(
                     f"{self.path}:{line_no}: cannot read depth {depth_path} ({exc})"
                 ) from exc
-            depths = [_resize_depth(mm / 1000.0, self.image_size)]
+            depths = [resize_depth(mm / 1000.0, self.image_size)]
         return {
-            "images": [_resize(image, self.image_size)],
+            "images": [resize_rgb(image, self.image_size)],
             "question": human.replace("<image>\n", "").replace("<image>", "").strip(),
             "answer": gpt,
             "depths": depths,
@@ -216,7 +199,12 @@ class ConversationSource:
 
 
 def build_sources(
-    specs: list[DatasetSpec], horizon: int, image_size: int, with_depth: bool = False
+    specs: list[DatasetSpec],
+    horizon: int,
+    image_size: int,
+    with_depth: bool = False,
+    cache_root: Path | None = None,
+    progress: bool = True,
 ) -> list:
     """Episodes datasets, plus their conversations/<split>.jsonl when the engine wrote one."""
     sources: list = []
@@ -225,7 +213,7 @@ def build_sources(
         if spec.kind == "conversations":
             sources.append(ConversationSource(path, spec.label, image_size, with_depth))
             continue
-        sources.append(EpisodeSource(spec, horizon, image_size, with_depth=with_depth))
+        sources.append(EpisodeSource(spec, horizon, image_size, with_depth, cache_root, progress))
         conv = path / "conversations" / f"{spec.split}.jsonl"
         if conv.exists():
             sources.append(ConversationSource(conv, f"{spec.label}/qa", image_size, with_depth))

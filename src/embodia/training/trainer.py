@@ -47,6 +47,8 @@ from embodia.training.data import (
 from embodia.training.groups import UnknownGroupError, resolve, set_trainable
 
 LOSS_TERMS = ("loss", "text", "fast", "flow", "depth")
+#: Settings that may change between a run and its --resume: they do not change what is computed.
+RESUME_FREE = ("resume", "progress", "workers", "frame_cache")
 
 
 class TrainingError(ValueError):
@@ -133,8 +135,8 @@ def _fit_fast(source: EpisodeSource, horizon: int, vocab: int):
 
     key = source.spec.action_key
     chunks = []
-    for ep in sorted({e for e, _ in source.index}):
-        actions = source.ds.load_episode(ep, keys=[key])[key]
+    for ep in source.episodes:
+        actions = source.actions(ep)
         chunks.append(episode_chunks(source.normalizer.normalize(key, actions), horizon, 4))
     return FastActionTokenizer.fit(np.concatenate(chunks), vocab_size=vocab, max_chunks=20_000)
 
@@ -210,14 +212,8 @@ class Trainer:
             if resume_from is None:
                 raise TrainingError(f"--resume: {self.run} has no checkpoint to resume from")
             st = ckpt.load_trainer_state(resume_from)
-            old = {
-                k: v for k, v in st.run_config.items() if k not in ("resume", "progress", "workers")
-            }
-            new = {
-                k: v
-                for k, v in _json_config(cfg).items()
-                if k not in ("resume", "progress", "workers")
-            }
+            old = {k: v for k, v in st.run_config.items() if k not in RESUME_FREE}
+            new = {k: v for k, v in _json_config(cfg).items() if k not in RESUME_FREE}
             diff = [k for k in new if old.get(k) != new[k]]
             if diff:
                 raise TrainingError(
@@ -236,7 +232,14 @@ class Trainer:
         specs = [DatasetSpec(path=p, kind=_kind(p)) for p in cfg.datasets]
         with_depth = "depth" in self.model.aux_heads
         try:
-            self.sources = build_sources(specs, horizon, self.model.cfg.image_size, with_depth)
+            self.sources = build_sources(
+                specs,
+                horizon,
+                self.model.cfg.image_size,
+                with_depth,
+                cfg.frame_cache,
+                cfg.progress and self.acc.is_main_process,
+            )
         except (DataError, KeyError) as exc:
             raise TrainingError(str(exc).strip('"')) from exc
         episodes = [s for s in self.sources if isinstance(s, EpisodeSource)]
