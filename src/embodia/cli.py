@@ -13,7 +13,10 @@ Each subcommand's options come from a typed dataclass config (tyro); `--help` li
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,13 +176,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"embodia: unknown command {head!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     cfg = tyro.cli(cfg_type, args=rest, prog=prog, description=cfg_type.__doc__)
+    # A command never ends silently: a crash in native code (MuJoCo, EGL, torch) prints the Python
+    # stack, SIGTERM / SIGHUP unwind like Ctrl-C (finally blocks run, partial output is removed).
+    faulthandler.enable()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
     try:
         runner(cfg)
     except (ValueError, FileNotFoundError) as exc:
         # Domain errors (bad task, camera, path, corrupt data) carry a message meant for the user.
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        print(f"{prog}: stopped ({exc or 'interrupted'})", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        traceback.print_exc()
+        print(f"{prog}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 if __name__ == "__main__":

@@ -204,8 +204,12 @@ class Policy:
 
     @classmethod
     def load(cls, checkpoint_dir: str | Path, device: str = "cpu") -> Policy:
+        """Load a checkpoint in any form :func:`~embodia.models.checkpoint.resolve_checkpoint`
+        accepts (a step directory, a run directory, ``checkpoints/`` or its ``latest`` file)."""
+        from embodia.models.checkpoint import resolve_checkpoint
         from embodia.models.embodied import EmbodiedModel
 
+        checkpoint_dir = resolve_checkpoint(checkpoint_dir)
         config = PolicyConfig.load(checkpoint_dir)  # first: a cheap, clear error before the weights
         model = EmbodiedModel.from_pretrained(checkpoint_dir, map_location=device).to(device)
         return cls(model.eval(), config)

@@ -169,3 +169,19 @@ def test_bad_settings_fail_clearly(tiny_checkpoint):
         build_rollout(RolloutConfig(checkpoint=tiny_checkpoint, cameras=("topview",)))
     with pytest.raises(ValueError, match="actions"):
         build_rollout(RolloutConfig(policy="random", levels=("subtask",)))
+
+
+def test_a_dead_environment_worker_is_an_error_not_a_hang():
+    import os
+    import signal
+
+    from embodia.evaluation.workers import EnvWorkerError, Slot
+
+    slot = Slot("metaworld", ("corner",), 64, process=True)
+    try:
+        os.kill(slot._proc.pid, signal.SIGKILL)
+        slot.send("info", "reach-v3")
+        with pytest.raises(EnvWorkerError, match="killed by signal 9"):
+            slot.recv()
+    finally:
+        slot.close()

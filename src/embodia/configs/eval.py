@@ -22,8 +22,7 @@ class RolloutConfig:
     """Closed-loop rollouts (Meta-World or LIBERO): success rate per task with a 95% CI."""
 
     checkpoint: Path | None = None
-    """Checkpoint directory (``runs/<name>/checkpoints/step-N`` or ``.../latest``); needed for
-    ``--policy model``."""
+    """Checkpoint: a step directory, a run directory (``runs/x``), its ``checkpoints/`` or ``checkpoints/latest``; needed for ``--policy model``."""
     policy: PolicyKind = "model"
     """``model`` (the checkpoint), or the reference policies that validate the harness:
     ``expert`` (the data engine's scripted expert, near 100%) and ``random`` (near 0%)."""
@@ -73,6 +72,7 @@ class QAConfig:
     planning), scored against the structured exact answers."""
 
     checkpoint: Path
+    """Checkpoint: a step directory, a run directory (``runs/x``), its ``checkpoints/`` or ``checkpoints/latest``."""
     dataset: Path = Path("outputs/quickstart")
     split: Literal["val", "test"] = "test"
     limit: int | None = None
@@ -89,6 +89,7 @@ class DepthConfig:
     """Generated depth against ground truth (AbsRel, delta<1.25) on a dataset's held-out images."""
 
     checkpoint: Path
+    """Checkpoint: a step directory, a run directory (``runs/x``), its ``checkpoints/`` or ``checkpoints/latest``."""
     dataset: Path = Path("outputs/quickstart")
     split: Literal["val", "test"] = "test"
     limit: int = 64
@@ -104,6 +105,7 @@ class BenchConfig:
     """Public embodied benchmarks in their published formats: CV-Bench, Where2Place."""
 
     checkpoint: Path
+    """Checkpoint: a step directory, a run directory (``runs/x``), its ``checkpoints/`` or ``checkpoints/latest``."""
     benchmark: Literal["cvbench", "where2place"]
     data: Path
     """CV-Bench: the folder with ``test.jsonl`` (or ``test.parquet``) and ``img/``; Where2Place:

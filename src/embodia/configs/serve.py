@@ -12,7 +12,7 @@ class ServeConfig:
     """Serve a checkpoint to robots over WebSocket (openpi's wire protocol: msgpack + numpy)."""
 
     checkpoint: Path | None = None
-    """Checkpoint directory (EmbodiedModel.save_pretrained + policy.json)."""
+    """Checkpoint: a step directory, a run directory (``runs/x``), its ``checkpoints/`` or ``checkpoints/latest``."""
     preset: str | None = None
     """Instead of a checkpoint: a model preset with random weights (e.g. tiny), for trying the loop."""
     cameras: tuple[str, ...] = ("corner", "gripperPOV")

@@ -45,6 +45,9 @@ class StageConfig:
     """Weights per dataset kind ("episodes", "conversations") or per dataset name."""
     action_modes: dict[str, float] = field(default_factory=lambda: {"flow": 1.0})
     """How episode samples are turned into targets: flow chunks, FAST tokens, or both kinds."""
+    level_drop: dict[str, float] = field(default_factory=lambda: {"reasoning": 0.5, "subtask": 0.3})
+    """Uni-CoT: probability of dropping each intermediate level from a sample that has it (the
+    prompt's Output line says which levels remain). 1.0 trains instruction -> actions only."""
     lr: float = 1e-4
     warmup: float = 0.03  # fraction of the stage's steps
     schedule: Literal["cosine", "constant"] = "cosine"

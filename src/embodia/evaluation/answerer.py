@@ -23,7 +23,7 @@ class NoDepthGenerator(ValueError):
 
 class Answerer:
     def __init__(self, checkpoint: Path, device: str = "cpu") -> None:
-        from embodia.evaluation.policies import resolve_checkpoint
+        from embodia.models.checkpoint import resolve_checkpoint
 
         self.checkpoint = resolve_checkpoint(checkpoint)
         self.policy: Any = None

@@ -166,20 +166,6 @@ class RandomChunkPolicy:
 # ---------------------------------------------------------------------- checkpoints
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """Accept a checkpoint, a run directory or its ``checkpoints/`` folder (-> ``latest``)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    for base in (path, path / "checkpoints"):
-        latest = base / "latest"
-        if latest.is_file():
-            return base / latest.read_text().strip()
-        if latest.is_dir():
-            return latest
-    return path
-
-
 def training_data_config(checkpoint: Path) -> dict[str, Any]:
     """The data-engine config of the checkpoint's first training dataset (seed, image size,
     cameras), read from ``trainer_state.json`` -> dataset -> ``engine.json``; {} if unknown."""

@@ -18,10 +18,10 @@ from embodia.evaluation.policies import (
     ModelChunkPolicy,
     RandomChunkPolicy,
     load_policy,
-    resolve_checkpoint,
     training_data_config,
 )
 from embodia.evaluation.rollout import RolloutSettings
+from embodia.models.checkpoint import resolve_checkpoint
 
 DEFAULT_CAMERAS = {"metaworld": ("corner", "gripperPOV"), "libero": ("agentview", "wrist")}
 ACTION_DIM = {"metaworld": 4, "libero": 7}

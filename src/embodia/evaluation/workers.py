@@ -120,17 +120,36 @@ class Slot:
             except Exception:
                 self._result = ("error", traceback.format_exc())
         else:
-            self._conn.send((cmd, payload))
+            # a worker that is gone makes recv() say so, with its exit status
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self._conn.send((cmd, payload))
         self._pending = (cmd, payload)
 
     def recv(self) -> Any:
         if self._pending is None:
             raise RuntimeError("recv() without a pending command")
         self._pending = None
-        status, value = self._result if self._host is not None else self._conn.recv()
+        status, value = self._result if self._host is not None else self._receive()
         if status != "ok":
             raise EnvWorkerError(value)
         return value
+
+    def _receive(self) -> tuple[str, Any]:
+        """The worker's reply; a worker that died (a crash in the renderer, the OOM killer) is an
+        error that says so instead of a hang or a bare EOFError."""
+        while not self._conn.poll(1.0):
+            if not self._proc.is_alive():
+                break
+        try:
+            return self._conn.recv()
+        except (EOFError, ConnectionResetError, OSError):
+            self._proc.join(timeout=5)
+            code = self._proc.exitcode
+            why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
+            raise EnvWorkerError(
+                f"environment worker (pid {self._proc.pid}) died without replying ({why}); "
+                "a crash in MuJoCo's renderer or the out-of-memory killer are the usual causes"
+            ) from None
 
     def call(self, cmd: str, payload: Any) -> Any:
         self.send(cmd, payload)

@@ -25,6 +25,43 @@ class CheckpointError(ValueError):
     """A checkpoint directory is incomplete or inconsistent (the message names the file)."""
 
 
+LATEST = "latest"
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint directory a user means, whichever of the forms they name.
+
+    Every command that takes a checkpoint accepts the same four: a checkpoint directory
+    (``runs/x/checkpoints/step-N``), a run directory (``runs/x``), its ``checkpoints/`` folder,
+    or the ``checkpoints/latest`` pointer file itself; the last three resolve to the step that
+    ``latest`` names.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.is_file():
+        if path.name != LATEST:
+            raise FileNotFoundError(
+                f"checkpoint {path} is a file; give a checkpoint or run directory "
+                f"(or its checkpoints/{LATEST})"
+            )
+        return _follow(path)
+    for base in (path, path / "checkpoints"):
+        pointer = base / LATEST
+        if pointer.is_file():
+            return _follow(pointer)
+        if pointer.is_dir():
+            return pointer
+    return path
+
+
+def _follow(pointer: Path) -> Path:
+    target = pointer.parent / pointer.read_text().strip()
+    if not target.is_dir():
+        raise FileNotFoundError(f"{pointer} names {target.name}, which does not exist")
+    return target
+
+
 def load_embodia_checkpoint(cls, directory: Path, map_location: str = "cpu"):
     from safetensors.torch import load_model
 

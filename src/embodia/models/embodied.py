@@ -505,9 +505,13 @@ class EmbodiedModel(nn.Module):
         Everything is read from ``directory``; nothing is downloaded. ``image_size`` sets the
         square input resolution of an imported backbone (default: 8 x 8 merged patches, 64 tokens).
         """
-        from embodia.models.checkpoint import load_embodia_checkpoint, load_qwen_checkpoint
+        from embodia.models.checkpoint import (
+            load_embodia_checkpoint,
+            load_qwen_checkpoint,
+            resolve_checkpoint,
+        )
 
-        directory = Path(directory)
+        directory = resolve_checkpoint(directory)
         if (directory / CONFIG_FILE).exists():
             return load_embodia_checkpoint(cls, directory, map_location)
         if (directory / "config.json").exists():

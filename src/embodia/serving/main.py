@@ -18,9 +18,7 @@ def build_policy(cfg: ServeConfig):
 
     if (cfg.checkpoint is None) == (cfg.preset is None):
         raise ValueError("give exactly one of --checkpoint DIR or --preset NAME (random weights)")
-    if cfg.checkpoint is not None:
-        if not cfg.checkpoint.is_dir():
-            raise FileNotFoundError(f"{cfg.checkpoint}: checkpoint directory does not exist")
+    if cfg.checkpoint is not None:  # a step, run or checkpoints/ directory, or checkpoints/latest
         return Policy.load(cfg.checkpoint, device=cfg.device)
     policy = demo_policy(cfg.preset, tuple(cfg.cameras))
     policy.model.to(cfg.device)

@@ -127,6 +127,13 @@ def _check_stage(model: EmbodiedModel, stage: StageConfig, mixture: Mixture, fas
         )
     if stage.steps < 1:
         raise TrainingError(f"stage {stage.name!r}: steps must be at least 1")
+    levels = {f.name for f in dataclasses.fields(DropConfig)}
+    for level, p in stage.level_drop.items():
+        if level not in levels or not 0.0 <= p <= 1.0:
+            raise TrainingError(
+                f"stage {stage.name!r}: level_drop {{{level!r}: {p}}} must name one of "
+                f"{sorted(levels)} with a probability in [0, 1]"
+            )
 
 
 def _fit_fast(source: EpisodeSource, horizon: int, vocab: int):
@@ -317,18 +324,10 @@ class Trainer:
         acc.end_training()
         return last
 
-    def _train_stage(self, idx: int, stage: StageConfig, start_step: int, global_step: int):
-        cfg, acc = self.cfg, self.acc
-        model = self.model
-        set_trainable(model, stage.trainable)
-        model.cfg.loss_weights = {
-            k: float(stage.loss_weights.get(k, 0.0))
-            for k in {*LOSS_TERMS, *stage.loss_weights} - {"loss"}
-        }
-        opt, sched = _optimizer(model, stage)
-        if self.resume_from is not None and start_step > 0:
-            ckpt.load_optimizer_state(self.resume_from, opt, sched)
-        wrapped, opt = acc.prepare(model, opt)
+    def stage_loader(self, idx: int, stage: StageConfig, start_step: int):
+        """This process's batches for steps [start_step, stage.steps) of a stage (after
+        :meth:`prepare`); the benchmarks time exactly this loader."""
+        cfg, acc, model = self.cfg, self.acc, self.model
         micro = cfg.batch_size // cfg.grad_accum
         mcfg = model.cfg.action
         dataset = StageDataset(
@@ -345,7 +344,7 @@ class Trainer:
             TEMPLATE_DIM,
             mcfg.horizon,
             model.special.pad,
-            DropConfig(),
+            DropConfig(**stage.level_drop),
             mcfg.time_beta_alpha,
             mcfg.time_beta_beta,
         )
@@ -356,7 +355,7 @@ class Trainer:
             acc.process_index,
             acc.num_processes,
         )
-        loader = torch.utils.data.DataLoader(
+        return torch.utils.data.DataLoader(
             dataset,
             batch_size=micro // acc.num_processes,
             sampler=sampler,
@@ -365,6 +364,20 @@ class Trainer:
             persistent_workers=False,
             multiprocessing_context="fork" if cfg.workers and os.name == "posix" else None,
         )
+
+    def _train_stage(self, idx: int, stage: StageConfig, start_step: int, global_step: int):
+        cfg, acc = self.cfg, self.acc
+        model = self.model
+        set_trainable(model, stage.trainable)
+        model.cfg.loss_weights = {
+            k: float(stage.loss_weights.get(k, 0.0))
+            for k in {*LOSS_TERMS, *stage.loss_weights} - {"loss"}
+        }
+        opt, sched = _optimizer(model, stage)
+        if self.resume_from is not None and start_step > 0:
+            ckpt.load_optimizer_state(self.resume_from, opt, sched)
+        wrapped, opt = acc.prepare(model, opt)
+        loader = self.stage_loader(idx, stage, start_step)
         bar = tqdm(
             total=stage.steps,
             initial=start_step,
