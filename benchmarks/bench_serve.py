@@ -103,8 +103,12 @@ def run_load(url, api_key, n_clients, requests, warmup, size) -> dict:
     }
 
 
-def start_server(preset: str, threads: int | None) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "embodia.cli", "serve", "--preset", preset, "--port", "0"]
+def start_server(
+    preset: str | None, threads: int | None, checkpoint: str | None = None
+) -> tuple[subprocess.Popen, str]:
+    """`embodia serve` on a random port (a checkpoint, else a preset's random weights)."""
+    source = ["--checkpoint", str(checkpoint)] if checkpoint else ["--preset", preset]
+    cmd = [sys.executable, "-m", "embodia.cli", "serve", *source, "--port", "0"]
     cmd += ["--log-level", "warning"] + (["--threads", str(threads)] if threads else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in proc.stdout:

@@ -104,14 +104,16 @@ class PolicyConfig:
                     f"alias target {target!r} must be 'state' or 'images/<camera>'"
                 )
         norm = self.normalizer_obj()  # parses: a broken normaliser fails at load, not at step 1
-        dof = len(self.embodiment_obj().slots)
-        for key in (self.state_key, self.action_key):
-            try:
-                norm.normalize(key, np.zeros(dof))
-            except (KeyError, ValueError) as exc:
-                raise PolicyConfigError(
-                    f"normaliser does not fit {self.embodiment} ({dof} dims) for {key!r}: {exc}"
-                ) from exc
+        emb = self.embodiment_obj()
+        try:
+            width = state_width(emb, norm, self.state_key)
+            emb.state_to_template(norm.normalize(self.state_key, np.zeros(width)))
+            norm.normalize(self.action_key, np.zeros(len(emb.slots)))
+        except (KeyError, ValueError) as exc:
+            raise PolicyConfigError(
+                f"normaliser does not fit {self.embodiment} (state {self.state_key!r}, action "
+                f"{self.action_key!r} with {len(emb.slots)} dims): {exc}"
+            ) from exc
 
     def embodiment_obj(self) -> Embodiment:
         return EMBODIMENTS[self.embodiment]
@@ -197,6 +199,7 @@ class Policy:
         self.embodiment = config.embodiment_obj()
         self.normalizer = config.normalizer_obj()
         self.dof = len(self.embodiment.slots)
+        self.state_dim = state_width(self.embodiment, self.normalizer, config.state_key)
         # A FAST tokenizer fitted on this robot's action key decodes into its own dims in order;
         # they live at the embodiment's template slots unless the checkpoint says otherwise.
         if getattr(model, "fast_tokenizer", None) is not None and not hasattr(model, "_fast_slots"):
@@ -246,7 +249,7 @@ class Policy:
             "embodiment": cfg.embodiment,
             "cameras": list(cfg.cameras),
             "image_size": int(self.model.cfg.image_size),
-            "state_dim": self.dof,
+            "state_dim": self.state_dim,
             "action_dim": self.dof,
             "action_horizon": self.horizon,
             "action_shape": [self.horizon, self.dof],
@@ -445,16 +448,26 @@ class Policy:
     def _state(self, obs: dict[str, Any]) -> np.ndarray:
         if "state" not in obs:
             raise ObservationError(
-                f"missing 'state': {self.dof} values ({', '.join(self.embodiment.slots)}) "
-                "in robot units"
+                f"missing 'state': {self.state_dim} values ({self.config.state_key}) in robot units"
             )
         state = _numeric("state", obs["state"])
-        if state.shape != (self.dof,):
+        if state.shape != (self.state_dim,):
             raise ObservationError(
-                f"'state' must have shape ({self.dof},) for {self.embodiment.name}, got {state.shape}"
+                f"'state' must have shape ({self.state_dim},) for {self.embodiment.name}, "
+                f"got {state.shape}"
             )
         normed = self.normalizer.normalize(self.config.state_key, state)
-        return self.embodiment.to_template(normed)
+        return self.embodiment.state_to_template(normed)
+
+
+def state_width(emb: Embodiment, norm: QuantileNormalizer, state_key: str) -> int:
+    """Width of the state a robot sends: the embodiment's, else that of the saved statistics."""
+    if emb.state_width is not None:
+        return emb.state_width
+    try:
+        return int(np.asarray(norm.stats[state_key]["q01"]).shape[-1])
+    except KeyError as exc:
+        raise PolicyConfigError(f"normaliser has no statistics for {state_key!r}") from exc
 
 
 # ---------------------------------------------------------------------- validation helpers

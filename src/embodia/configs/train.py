@@ -48,6 +48,9 @@ class StageConfig:
     level_drop: dict[str, float] = field(default_factory=lambda: {"reasoning": 0.5, "subtask": 0.3})
     """Uni-CoT: probability of dropping each intermediate level from a sample that has it (the
     prompt's Output line says which levels remain). 1.0 trains instruction -> actions only."""
+    image_shift: int = 0
+    """Random-shift augmentation of action samples' views: up to this many pixels (at the model's
+    resolution) in x and y, per view (see ``embodia.data.images.random_shift``); 0 = off."""
     lr: float = 1e-4
     warmup: float = 0.03  # fraction of the stage's steps
     schedule: Literal["cosine", "constant"] = "cosine"
@@ -164,6 +167,12 @@ class TrainConfig:
     """Datasets: LeRobot v3 dirs (episodes); a dir with conversations/ also gives its QA JSONL."""
     output: Path = Path("runs/tiny")
     """Run directory: checkpoints/, logs/ (TensorBoard), metrics.jsonl, loss_curves.png."""
+    embodiment: str = "metaworld-sawyer"
+    """Embodiment of the episode datasets (``embodia.models.action_space.EMBODIMENTS``);
+    ``metaworld-sawyer-privileged`` with ``--state-key observation.environment_state`` is the
+    privileged-state control."""
+    state_key: str = "observation.state"
+    """The episode datasets' proprioceptive state feature."""
     preset: str = "tiny"
     """Model preset, or a checkpoint directory to start from (--init)."""
     init: Path | None = None

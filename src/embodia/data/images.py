@@ -27,3 +27,22 @@ def resize_depth(depth: np.ndarray, size: int) -> np.ndarray:
             (size, size), Image.NEAREST
         )
     )
+
+
+def random_shift(views: list[np.ndarray], pad: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """DrQ's augmentation: pad by repeating the border, crop back to size at a random offset.
+
+    All arrays in ``views`` (an RGB view and its depth map) move by the same offset. Shifts of a
+    few pixels make a policy trained on a few dozen demonstrations rely on where things are
+    relative to each other rather than on exact pixel positions. Only action samples get it: a
+    grounding answer is in pixel coordinates and would no longer match a shifted image.
+    """
+    if pad <= 0:
+        return views
+    dy, dx = (int(v) for v in rng.integers(0, 2 * pad + 1, size=2))
+    out = []
+    for arr in views:
+        h, w = arr.shape[:2]
+        widths = ((pad, pad), (pad, pad), *([(0, 0)] * (arr.ndim - 2)))
+        out.append(np.pad(arr, widths, mode="edge")[dy : dy + h, dx : dx + w])
+    return out

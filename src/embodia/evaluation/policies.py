@@ -19,6 +19,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+#: The dataset feature holding Meta-World's 39-D observation (the evaluation env's ``env_state``).
+ENV_STATE_KEY = "observation.environment_state"
+
 
 @dataclass
 class Prediction:
@@ -61,10 +64,13 @@ class ModelChunkPolicy:
         pass
 
     def predict(self, requests: list[Request]) -> list[Prediction]:
+        # The checkpoint's state feature: the robot's proprioception, or (the privileged-state
+        # control) the simulator's whole observation.
+        key = "env_state" if self.policy.config.state_key == ENV_STATE_KEY else "state"
         obs = [
             {
                 "images": r.obs["images"],
-                "state": r.obs["state"],
+                "state": r.obs[key],
                 "prompt": r.episode["instruction"],
                 "mode": self.mode,
                 "levels": list(self.levels),

@@ -101,7 +101,7 @@ def rollout_episodes(
     active: dict[int, tuple[int, _Active]] = {}
     results: dict[int, EpisodeResult] = {}
     layouts: dict[str, dict[bytes, int]] = {}
-    timing = {"policy_s": 0.0, "env_s": 0.0, "steps": 0, "queries": 0}
+    timing = {"policy_s": 0.0, "env_s": 0.0, "steps": 0, "queries": 0, "policy_calls": 0}
     bar = _progress(len(episodes)) if progress else None
 
     def next_episode(s: int) -> int | None:
@@ -157,6 +157,7 @@ def rollout_episodes(
                 preds = policy.predict(reqs)
                 timing["policy_s"] += time.perf_counter() - tic
                 timing["queries"] += len(due)
+                timing["policy_calls"] += 1  # the due slots' requests, answered in one batch
                 for s, pred in zip(due, preds, strict=True):
                     run = active[s][1]
                     chunk = np.asarray(pred.actions, dtype=np.float64)

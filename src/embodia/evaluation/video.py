@@ -58,3 +58,21 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 20) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     encode_video(path, np.stack(frames), fps)
     return path
+
+
+def video_strip(video: Path, out: Path, frames: int = 5, width: int = 1400) -> Path:
+    """``frames`` evenly spaced frames of a rollout video side by side, as one PNG (for reports
+    that are read without a video player); the last frame shows how the episode ended."""
+    import av
+
+    with av.open(str(video)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    if not decoded:
+        raise ValueError(f"{video}: no frames")
+    picks = np.linspace(0, len(decoded) - 1, min(frames, len(decoded))).round().astype(int)
+    strip = Image.fromarray(np.concatenate([decoded[i] for i in picks], axis=1))
+    if strip.width > width:
+        strip = strip.resize((width, round(strip.height * width / strip.width)), Image.BILINEAR)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    strip.save(out)
+    return out

@@ -39,10 +39,19 @@ TEMPLATE_DIM = len(TEMPLATE)
 
 @dataclass(frozen=True)
 class Embodiment:
-    """Where a robot's own action (and state) dimensions sit in the template."""
+    """Where a robot's action and state dimensions sit in the template.
+
+    Action and state map separately: ``slots`` places the action's dimensions, ``state_slots``
+    the state's (default: the same slots, for robots whose state is the action's quantities).
+    ``state_dims`` picks the elements of the dataset's state vector that are used (default: all),
+    so a state feature wider than the template, like Meta-World's 39-D simulator state, can feed
+    the proprioception slot with the part that matters.
+    """
 
     name: str
-    slots: tuple[str, ...]  # template slot per robot dimension, in the robot's order
+    slots: tuple[str, ...]  # template slot per robot action dimension, in the robot's order
+    state_slots: tuple[str, ...] | None = None
+    state_dims: tuple[int, ...] | None = None
 
     @property
     def indices(self) -> np.ndarray:
@@ -54,19 +63,54 @@ class Embodiment:
         mask[self.indices] = True
         return mask
 
+    @property
+    def state_width(self) -> int | None:
+        """Width of the state vector the robot sends (None: any, as long as it has every
+        element ``state_dims`` names), else the number of state slots."""
+        return None if self.state_dims is not None else len(self.state_slots or self.slots)
+
     def to_template(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        if x.shape[-1] != len(self.slots):
-            raise ValueError(f"{self.name}: expected {len(self.slots)} dims, got shape {x.shape}")
-        out = np.zeros((*x.shape[:-1], TEMPLATE_DIM), dtype=np.float32)
-        out[..., self.indices] = x
-        return out
+        """Actions (..., robot dims) -> (..., TEMPLATE_DIM), zeros elsewhere."""
+        return _place(self.name, np.asarray(x, dtype=np.float32), self.indices)
 
     def from_template(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x)[..., self.indices]
+
+    def state_to_template(self, x: np.ndarray) -> np.ndarray:
+        """A (normalised) state vector -> (TEMPLATE_DIM,) at the state slots."""
+        x = np.asarray(x, dtype=np.float32)
+        if self.state_dims is not None:
+            if x.shape[-1] <= max(self.state_dims):
+                raise ValueError(
+                    f"{self.name}: the state needs elements {list(self.state_dims)}, "
+                    f"got shape {x.shape}"
+                )
+            x = x[..., list(self.state_dims)]
+        slots = self.state_slots or self.slots
+        return _place(self.name, x, np.array([TEMPLATE.index(s) for s in slots]))
+
+
+def _place(name: str, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    if x.shape[-1] != len(indices):
+        raise ValueError(f"{name}: expected {len(indices)} dims, got shape {x.shape}")
+    out = np.zeros((*x.shape[:-1], TEMPLATE_DIM), dtype=np.float32)
+    out[..., indices] = x
+    return out
 
 
 #: Meta-World's Sawyer: end-effector xyz deltas + gripper effort; state = EE xyz + gripper opening.
 SAWYER = Embodiment("metaworld-sawyer", ("left_ee_x", "left_ee_y", "left_ee_z", "left_gripper"))
 
-EMBODIMENTS = {e.name: e for e in (SAWYER,)}
+#: The privileged-state control (not a robot): Sawyer's actions, but the state is the simulator's
+#: own ``observation.environment_state`` -- hand xyz, gripper, both objects' xyz and the goal xyz
+#: (elements 0-6, 11-13, 36-38 of Meta-World's 39-D observation). A policy that sees where the
+#: objects are needs no vision: if it does not come close to the expert, the action pipeline is
+#: what fails. Trained with ``--state-key observation.environment_state --embodiment`` this name.
+SAWYER_PRIVILEGED = Embodiment(
+    "metaworld-sawyer-privileged",
+    SAWYER.slots,
+    state_slots=TEMPLATE[:13],
+    state_dims=(0, 1, 2, 3, 4, 5, 6, 11, 12, 13, 36, 37, 38),
+)
+
+EMBODIMENTS = {e.name: e for e in (SAWYER, SAWYER_PRIVILEGED)}

@@ -19,7 +19,7 @@ from PIL import Image
 from embodia.configs.train import DatasetSpec, StageConfig
 from embodia.data.conversations import ConversationFormatError, read_conversations
 from embodia.data.frame_cache import CacheRequest, open_frame_cache
-from embodia.data.images import resize_depth, resize_rgb
+from embodia.data.images import random_shift, resize_depth, resize_rgb
 from embodia.data.lerobot_v3.reader import LeRobotV3Dataset
 from embodia.data.normalize import QuantileNormalizer
 from embodia.models.action_space import EMBODIMENTS, Embodiment
@@ -91,12 +91,15 @@ class EpisodeSource:
                 f"known: {sorted(EMBODIMENTS)}"
             )
         self.embodiment: Embodiment = EMBODIMENTS[spec.embodiment]
-        for key in (spec.state_key, spec.action_key):
+        emb = self.embodiment
+        for key, want in ((spec.state_key, emb.state_width), (spec.action_key, len(emb.slots))):
             width = feats[key].shape[-1] if feats[key].shape else 1
-            if width != len(self.embodiment.slots):
+            fits = width == want if want is not None else width > max(emb.state_dims)
+            if not fits:
+                need = want if want is not None else f"more than {max(emb.state_dims)}"
                 raise DataError(
                     f"{spec.path}: feature {key!r} has {width} dims but embodiment "
-                    f"{self.embodiment.name} has {len(self.embodiment.slots)}"
+                    f"{emb.name} needs {need}"
                 )
         # Fails loudly (MissingStatsError names the key) if the dataset lacks the statistics.
         self.normalizer = QuantileNormalizer.from_stats_json(self.ds.stats).subset(
@@ -259,7 +262,9 @@ class StageDataset(torch.utils.data.Dataset):
         stage_index: int,
         length: int,
         fast_tokenizer,
+        image_shift: int = 0,
     ):
+        self.image_shift = image_shift
         self.mixture = mixture
         self.seed = seed
         self.stage_index = stage_index
@@ -285,15 +290,23 @@ class StageDataset(torch.utils.data.Dataset):
             ), sample_seed
         mode = mix.modes[rng.choice(len(mix.modes), p=mix.mode_weights)]
         emb = src.embodiment
+        images, depths = item["images"], item["depths"]
+        if self.image_shift:
+            views = [
+                random_shift([img] if depths is None else [img, depths[v]], self.image_shift, rng)
+                for v, img in enumerate(images)
+            ]
+            images = [v[0] for v in views]
+            depths = None if depths is None else [v[1] for v in views]
         sample = EmbodiedSample(
-            images=item["images"],
+            images=images,
             instruction=item["instruction"],
             mode=mode,
-            state=emb.to_template(item["state"]),
+            state=emb.state_to_template(item["state"]),
             dof_mask=emb.dof_mask,
             subtask=item["subtask"],
             actions=emb.to_template(item["chunk"]),
-            depths=item["depths"],
+            depths=depths,
         )
         if mode == "fast":
             if self.fast is None:

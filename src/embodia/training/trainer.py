@@ -236,7 +236,10 @@ class Trainer:
         self.resume_from = resume_from
         self.model = _build_model(cfg, resume_from)
         horizon = self.model.cfg.action.horizon
-        specs = [DatasetSpec(path=p, kind=_kind(p)) for p in cfg.datasets]
+        specs = [
+            DatasetSpec(path=p, kind=_kind(p), embodiment=cfg.embodiment, state_key=cfg.state_key)
+            for p in cfg.datasets
+        ]
         with_depth = "depth" in self.model.aux_heads
         try:
             self.sources = build_sources(
@@ -336,6 +339,7 @@ class Trainer:
             idx,
             2**62,
             model.fast_tokenizer,
+            stage.image_shift,
         )
         collator = Collator(
             model.builder,

@@ -106,6 +106,15 @@ def _config_fingerprint(cfg: GenerateConfig) -> dict[str, Any]:
     }
 
 
+def already_generated(cfg: GenerateConfig) -> bool:
+    """Whether ``cfg.output`` holds a finished dataset generated with exactly these settings."""
+    engine = Path(cfg.output) / "engine.json"
+    try:
+        return json.loads(engine.read_text())["config"] == _config_fingerprint(cfg)
+    except (OSError, KeyError, json.JSONDecodeError):
+        return False
+
+
 def _check_resume(stage: Path, cfg: GenerateConfig) -> None:
     marker = stage / "config.json"
     wanted = _config_fingerprint(cfg)

@@ -1,0 +1,116 @@
+"""Recipes: the settings that were measured to work, as data, run by name.
+
+A recipe is everything a figure depends on: the task set and demonstrations per task (data), the
+model preset, the curriculum (stages with their loss weights, mixtures, level dropping, augmentation,
+learning rate and steps), the batch size and the evaluation protocol. ``embodia quickstart`` runs
+the ``quickstart`` recipe end to end; ``embodia recipe --name NAME`` runs any of them. Each
+recipe's docstring-level ``result`` says what it reached when it was last measured, and how; the
+ablations behind the choices are in docs/learning.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from embodia.configs.train import StageConfig
+
+QUICKSTART_TASKS = ("drawer-close", "button-press-topdown", "window-open", "door-open")
+
+
+@dataclass
+class EvalSettings:
+    """The closed-loop and QA protocol of a recipe (``embodia eval rollout`` / ``eval qa``)."""
+
+    episodes_per_task: int = 10
+    """Test-split layouts per task (none of them seen in training)."""
+    execute_steps: int = 8
+    """Actions executed from each predicted chunk before the policy is asked again."""
+    levels: tuple[str, ...] = ("actions",)
+    max_steps: int | None = None
+    """Step limit per episode; None = the benchmark's own (Meta-World: 500)."""
+    videos: int = 4
+    qa_questions: int = 120
+    """Embodied-QA questions scored, drawn evenly over categories."""
+
+
+@dataclass
+class Recipe:
+    name: str
+    description: str
+    tasks: tuple[str, ...]
+    episodes_per_task: tuple[int, int, int]
+    """Train / val / test episodes per task (one layout each)."""
+    stages: list[StageConfig]
+    preset: str = "tiny"
+    batch_size: int = 16
+    image_size: int = 128
+    """Rendered resolution of the dataset (the model resizes to its own input size)."""
+    cameras: tuple[str, ...] = ("corner", "gripperPOV")
+    seed: int = 0
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    result: str = "not measured yet"
+    """The figure this recipe reached when last measured, with the command."""
+
+
+def _action_stage(steps: int, **overrides) -> StageConfig:
+    """The stage that learned best on this machine (docs/learning.md): the whole model, flow
+    matching on episodes with a share of embodied VQA, instruction -> actions only, random shifts."""
+    base = dict(
+        name="actions",
+        steps=steps,
+        trainable=("all",),
+        loss_weights={"flow": 1.0, "text": 1.0},
+        mixture={"episodes": 0.85, "conversations": 0.15},
+        action_modes={"flow": 1.0},
+        level_drop={"reasoning": 1.0, "subtask": 1.0},
+        image_shift=4,
+        lr=1e-3,
+        warmup=0.03,
+        schedule="cosine",
+    )
+    base.update(overrides)
+    return StageConfig(**base)
+
+
+def _quickstart() -> Recipe:
+    return Recipe(
+        name="quickstart",
+        description="4 MT10 tasks, 40 demonstrations each, tiny preset, about 10 min of training",
+        tasks=QUICKSTART_TASKS,
+        episodes_per_task=(40, 2, 10),
+        stages=[_action_stage(1800)],
+    )
+
+
+def _mt10() -> Recipe:
+    return Recipe(
+        name="mt10",
+        description="all of MT10, 40 demonstrations per task, tiny preset, ~90 min of training",
+        tasks=("MT10",),
+        episodes_per_task=(40, 2, 10),
+        stages=[_action_stage(15000)],
+    )
+
+
+def _micro() -> Recipe:
+    """The same pipeline at test size (the suite runs it end to end in about a minute)."""
+    return Recipe(
+        name="micro",
+        description="test-size run of the whole pipeline (not a working policy)",
+        tasks=("reach",),
+        episodes_per_task=(2, 0, 1),
+        stages=[_action_stage(4)],
+        batch_size=4,
+        image_size=64,
+        cameras=("corner",),
+        eval=EvalSettings(episodes_per_task=1, max_steps=24, videos=1, qa_questions=4),
+    )
+
+
+RECIPES = {"quickstart": _quickstart, "mt10": _mt10, "micro": _micro}
+
+
+def recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose from {sorted(RECIPES)}")
+    return RECIPES[name]()
