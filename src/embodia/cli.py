@@ -14,9 +14,12 @@ Each subcommand's options come from a typed dataclass config (tyro); `--help` li
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import io
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -175,13 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"embodia: unknown command {head!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     cfg = tyro.cli(cfg_type, args=rest, prog=prog, description=cfg_type.__doc__)
-    # A command never ends silently: a crash in native code (MuJoCo, EGL, torch) prints the Python
-    # stack, SIGTERM / SIGHUP unwind like Ctrl-C (finally blocks run, partial output is removed).
-    faulthandler.enable()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _stop)
     try:
-        runner(cfg)
+        with _never_silent():
+            runner(cfg)
     except (ValueError, FileNotFoundError) as exc:
         # Domain errors (bad task, camera, path, corrupt data) carry a message meant for the user.
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -194,6 +193,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def _never_silent():
+    """A command never ends silently: a crash in native code (MuJoCo, EGL, torch) prints the
+    Python stack, and SIGTERM / SIGHUP unwind like Ctrl-C (finally blocks run, staged output is
+    removed, the reason is printed). Restores the previous handlers afterwards."""
+    with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
+        faulthandler.enable()  # needs a real stderr file (not one captured by a test runner)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, _stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _stop(signum, frame) -> None:

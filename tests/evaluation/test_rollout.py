@@ -185,3 +185,36 @@ def test_a_dead_environment_worker_is_an_error_not_a_hang():
             slot.recv()
     finally:
         slot.close()
+
+
+def test_a_terminated_evaluation_says_why(tmp_path):
+    """SIGTERM mid-run: the command unwinds (workers closed) and prints why, exit status 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "embodia.cli",
+            "eval",
+            "rollout",
+            "--policy",
+            "random",
+            "--tasks",
+            "reach",
+            "--episodes-per-task",
+            "50",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(8)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "stopped (signal SIGTERM)" in err
