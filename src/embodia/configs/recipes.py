@@ -29,7 +29,7 @@ class EvalSettings:
     max_steps: int | None = None
     """Step limit per episode; None = the benchmark's own (Meta-World: 500)."""
     videos: int = 4
-    qa_questions: int = 120
+    qa_questions: int = 200
     """Embodied-QA questions scored, drawn evenly over categories."""
 
 
@@ -77,8 +77,8 @@ def _quickstart() -> Recipe:
         name="quickstart",
         description="4 MT10 tasks, 40 demonstrations each, tiny preset, about 10 min of training",
         tasks=QUICKSTART_TASKS,
-        episodes_per_task=(40, 2, 10),
-        stages=[_action_stage(1800)],
+        episodes_per_task=(40, 0, 10),
+        stages=[_action_stage(1700)],
     )
 
 
@@ -87,7 +87,7 @@ def _mt10() -> Recipe:
         name="mt10",
         description="all of MT10, 40 demonstrations per task, tiny preset, ~90 min of training",
         tasks=("MT10",),
-        episodes_per_task=(40, 2, 10),
+        episodes_per_task=(40, 0, 10),
         stages=[_action_stage(15000)],
     )
 
