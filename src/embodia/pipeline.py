@@ -16,6 +16,7 @@ those commands would give. Layout of ``<output>``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -60,91 +61,94 @@ def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
 
-    def step(name: str):
-        print(f"\n== {name} ==", flush=True)
-        return time.perf_counter()
+    @contextlib.contextmanager
+    def step(title: str, key: str):
+        """Print the step's banner and record its wall time as ``timings[key]``."""
+        print(f"\n== {title} ==", flush=True)
+        tic = time.perf_counter()
+        yield
+        timings[key] = time.perf_counter() - tic
 
-    tic = step(f"1/5 data: {len(rec.tasks)} task set(s), {rec.episodes_per_task} episodes/task")
-    gen = GenerateConfig(
-        output=out / "data",
-        tasks=rec.tasks,
-        episodes_per_task=rec.episodes_per_task,
-        cameras=rec.cameras,
-        image_size=rec.image_size,
-        seed=rec.seed,
-        workers=cfg.workers,
-        progress=cfg.progress,
-        overwrite=True,
-    )
-    if already_generated(gen):
-        print(f"reusing {gen.output} (generated with the same settings)")
-    else:
-        generate(gen)
-    sheet = contact_sheet(ShowConfig(dataset=gen.output, output=out / "contact_sheet.png"))
-    timings["data_s"] = time.perf_counter() - tic
+    with step(
+        f"1/5 data: {len(rec.tasks)} task set(s), {rec.episodes_per_task} episodes/task", "data_s"
+    ):
+        gen = GenerateConfig(
+            output=out / "data",
+            tasks=rec.tasks,
+            episodes_per_task=rec.episodes_per_task,
+            cameras=rec.cameras,
+            image_size=rec.image_size,
+            seed=rec.seed,
+            workers=cfg.workers,
+            progress=cfg.progress,
+            overwrite=True,
+        )
+        if already_generated(gen):
+            print(f"reusing {gen.output} (generated with the same settings)")
+        else:
+            generate(gen)
+        sheet = contact_sheet(ShowConfig(dataset=gen.output, output=out / "contact_sheet.png"))
 
     fast_dir = None
     if any(s.action_modes.get("fast", 0) > 0 for s in rec.stages):
         from embodia.configs.tokenizer import FitConfig
         from embodia.models.fast_fit import run_fit
 
-        tic = step("FAST tokenizer")
-        fast_dir = run_fit(FitConfig(dataset=gen.output, output=out / "fast", progress=False))
-        timings["fast_s"] = time.perf_counter() - tic
+        with step("FAST tokenizer", "fast_s"):
+            fast_dir = run_fit(FitConfig(dataset=gen.output, output=out / "fast", progress=False))
 
-    tic = step(
-        f"2/5 train: {rec.preset}, {sum(s.steps for s in rec.stages)} steps x {rec.batch_size}"
-    )
-    run_dir = out / "run"
-    if run_dir.exists():  # the recipe's own previous run: a rerun starts fresh
-        shutil.rmtree(run_dir)
-    stages_file = out / "stages.json"
-    atomic_write_text(stages_file, json.dumps([_stage_dict(s) for s in rec.stages], indent=2))
-    train(
-        TrainConfig(
-            datasets=(gen.output,),
-            output=run_dir,
-            preset=rec.preset,
-            curriculum_file=stages_file,
-            batch_size=rec.batch_size,
-            seed=rec.seed,
-            workers=cfg.workers,
-            fast_tokenizer=fast_dir,
-            checkpoint_every=10**9,
-            log_with="none",
-            progress=cfg.progress,
+    with step(
+        f"2/5 train: {rec.preset}, {sum(s.steps for s in rec.stages)} steps x {rec.batch_size}",
+        "train_s",
+    ):
+        run_dir = out / "run"
+        if run_dir.exists():  # the recipe's own previous run: a rerun starts fresh
+            shutil.rmtree(run_dir)
+        stages_file = out / "stages.json"
+        atomic_write_text(stages_file, json.dumps([_stage_dict(s) for s in rec.stages], indent=2))
+        train(
+            TrainConfig(
+                datasets=(gen.output,),
+                output=run_dir,
+                preset=rec.preset,
+                curriculum_file=stages_file,
+                batch_size=rec.batch_size,
+                seed=rec.seed,
+                workers=cfg.workers,
+                fast_tokenizer=fast_dir,
+                checkpoint_every=10**9,
+                log_with="none",
+                progress=cfg.progress,
+            )
         )
-    )
-    timings["train_s"] = time.perf_counter() - tic
 
-    tic = step(f"3/5 closed loop: {rec.eval.episodes_per_task} test layouts per task")
-    rollout_dir = run_rollouts(
-        RolloutConfig(
-            checkpoint=run_dir,
-            tasks=rec.tasks,
-            episodes_per_task=rec.eval.episodes_per_task,
-            execute_steps=rec.eval.execute_steps,
-            max_steps=rec.eval.max_steps,
-            levels=rec.eval.levels,
-            workers=cfg.workers,
-            videos=rec.eval.videos,
-            output=out / "eval" / "rollout",
+    with step(f"3/5 closed loop: {rec.eval.episodes_per_task} test layouts per task", "rollout_s"):
+        rollout_dir = run_rollouts(
+            RolloutConfig(
+                checkpoint=run_dir,
+                split="test",
+                tasks=rec.tasks,
+                episodes_per_task=rec.eval.episodes_per_task,
+                execute_steps=rec.eval.execute_steps,
+                max_steps=rec.eval.max_steps,
+                levels=rec.eval.levels,
+                workers=cfg.workers,
+                videos=rec.eval.videos,
+                output=out / "eval" / "rollout",
+            )
         )
-    )
-    timings["rollout_s"] = time.perf_counter() - tic
 
-    tic = step(f"4/5 embodied QA: {rec.eval.qa_questions} test questions")
-    qa_dir = run_qa(
-        QAConfig(
-            checkpoint=run_dir,
-            dataset=gen.output,
-            limit=rec.eval.qa_questions,
-            output=out / "eval" / "qa",
+    with step(f"4/5 embodied QA: {rec.eval.qa_questions} test questions", "qa_s"):
+        qa_dir = run_qa(
+            QAConfig(
+                checkpoint=run_dir,
+                dataset=gen.output,
+                limit=rec.eval.qa_questions,
+                output=out / "eval" / "qa",
+            )
         )
-    )
-    timings["qa_s"] = time.perf_counter() - tic
 
-    step("5/5 report")
+    print("\n== 5/5 report ==", flush=True)
     timings["total_s"] = time.perf_counter() - t_all
     summary = _summary(rec, out, rollout_dir, qa_dir, timings)
     report = _write_report(rec, out, summary, sheet)

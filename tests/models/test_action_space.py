@@ -21,6 +21,8 @@ def test_state_and_action_map_separately():
     action = SAWYER_PRIVILEGED.to_template(np.ones(4))
     assert np.array_equal(action, SAWYER.to_template(np.ones(4)))
     assert np.array_equal(SAWYER.state_to_template(np.ones(4)), SAWYER.to_template(np.ones(4)))
+    assert SAWYER.fits_state(4) and not SAWYER.fits_state(39)
+    assert SAWYER_PRIVILEGED.fits_state(39) and not SAWYER_PRIVILEGED.fits_state(13)
     with pytest.raises(ValueError, match="needs elements"):
         SAWYER_PRIVILEGED.state_to_template(np.zeros(10))
 

@@ -69,6 +69,15 @@ class Embodiment:
         element ``state_dims`` names), else the number of state slots."""
         return None if self.state_dims is not None else len(self.state_slots or self.slots)
 
+    def fits_action(self, width: int) -> bool:
+        return width == len(self.slots)
+
+    def fits_state(self, width: int) -> bool:
+        """Whether a state vector of ``width`` elements can feed this embodiment."""
+        if self.state_dims is not None:
+            return width > max(self.state_dims)
+        return width == len(self.state_slots or self.slots)
+
     def to_template(self, x: np.ndarray) -> np.ndarray:
         """Actions (..., robot dims) -> (..., TEMPLATE_DIM), zeros elsewhere."""
         return _place(self.name, np.asarray(x, dtype=np.float32), self.indices)

@@ -92,14 +92,14 @@ class EpisodeSource:
             )
         self.embodiment: Embodiment = EMBODIMENTS[spec.embodiment]
         emb = self.embodiment
-        for key, want in ((spec.state_key, emb.state_width), (spec.action_key, len(emb.slots))):
+        checks = ((spec.state_key, emb.fits_state), (spec.action_key, emb.fits_action))
+        for key, fits in checks:
             width = feats[key].shape[-1] if feats[key].shape else 1
-            fits = width == want if want is not None else width > max(emb.state_dims)
-            if not fits:
-                need = want if want is not None else f"more than {max(emb.state_dims)}"
+            if not fits(width):
                 raise DataError(
-                    f"{spec.path}: feature {key!r} has {width} dims but embodiment "
-                    f"{emb.name} needs {need}"
+                    f"{spec.path}: feature {key!r} has {width} dims, which embodiment "
+                    f"{emb.name} cannot take (its slots: {list(emb.slots)}; state elements "
+                    f"{list(emb.state_dims) if emb.state_dims else 'all'})"
                 )
         # Fails loudly (MissingStatsError names the key) if the dataset lacks the statistics.
         self.normalizer = QuantileNormalizer.from_stats_json(self.ds.stats).subset(
