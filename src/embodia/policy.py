@@ -289,7 +289,11 @@ class Policy:
             )
         samples = [self._sample(o, mode) for o in canon]
         out = self.model.sample_actions(
-            samples, mode=mode, levels=list(levels), steps=self.config.flow_steps
+            samples,
+            mode=mode,
+            levels=list(levels),
+            steps=self.config.flow_steps,
+            noise=self._flow_noise(canon),
         )
         results = []
         for i in range(len(samples)):
@@ -367,6 +371,29 @@ class Policy:
         if len(maps) != len(cams):
             raise RuntimeError(f"depth generator returned {len(maps)} maps for {len(cams)} images")
         return {"depth": {c: _to_numpy(m) for c, m in zip(cams, maps, strict=True)}, "units": "m"}
+
+    def _flow_noise(self, observations: list[dict[str, Any]]):
+        """The flow's starting noise, one (H, template dim) draw per observation.
+
+        An observation with ``"seed"`` (an int >= 0) gets noise from a generator seeded with it,
+        so its chunk is reproducible whatever else shares the call (evaluation seeds every chunk
+        from its episode's layout seed and the chunk's index); the others draw from torch's RNG.
+        """
+        import torch
+
+        from embodia.models.action_space import TEMPLATE_DIM
+
+        shape = (self.horizon, TEMPLATE_DIM)
+        draws = []
+        for o in observations:
+            seed = o.get("seed")
+            if seed is None:
+                draws.append(torch.randn(shape))
+                continue
+            if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
+                raise ObservationError(f"'seed' must be an int >= 0, got {_describe(seed)}")
+            draws.append(torch.randn(shape, generator=torch.Generator().manual_seed(int(seed))))
+        return torch.stack(draws)
 
     # ------------------------------------------------------------------ observation -> sample
 

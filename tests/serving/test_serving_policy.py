@@ -245,3 +245,19 @@ def test_infer_batch_matches_single_inference_per_observation():
         np.testing.assert_allclose(out["actions"], single["actions"], atol=1e-6)
     with pytest.raises(ObservationError, match="share"):
         policy.infer_batch([make_obs(), {**make_obs(), "mode": "fast"}])
+
+
+def test_a_seeded_observation_gets_the_same_chunk_in_any_batch(policy):
+    """``"seed"`` fixes the flow noise of that observation alone: alone or batched with others,
+    the chunk is the same; another seed gives another chunk; a bad seed is refused."""
+    obs = make_obs()
+    alone = policy.infer({**obs, "seed": 7})["actions"]
+    batched = policy.infer_batch(
+        [{**make_obs(np.random.default_rng(3)), "seed": 1}, {**obs, "seed": 7}]
+    )
+    np.testing.assert_allclose(batched[1]["actions"], alone, atol=1e-5)
+    other = policy.infer({**obs, "seed": 8})["actions"]
+    assert np.abs(other - alone).max() > 1e-3
+    for bad in (-1, 1.5, "7", True):
+        with pytest.raises(ObservationError, match="'seed' must be an int"):
+            policy.infer({**obs, "seed": bad})

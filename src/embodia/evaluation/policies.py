@@ -59,9 +59,20 @@ class ModelChunkPolicy:
         self.policy = policy
         self.mode = mode or policy.config.mode
         self.levels = tuple(levels)
+        self._episode_seed: dict[int, int] = {}  # slot -> its episode's layout seed
+        self._chunks: dict[int, int] = {}  # slot -> chunks requested this episode
 
     def begin_episode(self, slot: int, episode: dict[str, Any]) -> None:
-        pass
+        self._episode_seed[slot] = int(episode["seed"])
+        self._chunks[slot] = 0
+
+    def _noise_seed(self, slot: int) -> int:
+        """Chunk k of an episode draws its flow noise from (layout seed, k): the same checkpoint
+        on the same layouts gives the same result, whatever the workers or batching."""
+        k = self._chunks[slot]
+        self._chunks[slot] = k + 1
+        entropy = np.random.SeedSequence([self._episode_seed[slot], k]).generate_state(1)
+        return int(entropy[0])
 
     def predict(self, requests: list[Request]) -> list[Prediction]:
         # The checkpoint's state feature: the robot's proprioception, or (the privileged-state
@@ -74,6 +85,7 @@ class ModelChunkPolicy:
                 "prompt": r.episode["instruction"],
                 "mode": self.mode,
                 "levels": list(self.levels),
+                "seed": self._noise_seed(r.slot),
             }
             for r in requests
         ]

@@ -353,6 +353,7 @@ class EmbodiedModel(nn.Module):
         use_cache: bool = True,
         generator: torch.Generator | None = None,
         max_cot_tokens: int = 96,
+        noise: torch.Tensor | None = None,
     ) -> ActionOutput:
         """An action chunk per sample, in normalised template space.
 
@@ -361,8 +362,18 @@ class EmbodiedModel(nn.Module):
         Flow: the prefix (images, text, state, chain of thought) is encoded once and its KV cache
         reused by every Euler step (``use_cache=False`` re-runs the whole model each step, for
         checking). FAST: tokens are decoded greedily and mapped back through the FAST tokenizer.
+        ``noise`` (B, H, template dim) is the flow's starting point; without it, it is drawn from
+        ``generator``. Passing it per sample makes a chunk independent of what else is batched.
         """
         levels = levels or ["actions"]
+        if noise is None:
+            h = self.cfg.action.horizon
+            noise = torch.randn(len(samples), h, TEMPLATE_DIM, generator=generator)
+        elif noise.shape != (len(samples), self.cfg.action.horizon, TEMPLATE_DIM):
+            raise ValueError(
+                f"noise must have shape {(len(samples), self.cfg.action.horizon, TEMPLATE_DIM)}, "
+                f"got {tuple(noise.shape)}"
+            )
         cot_ids = [[] for _ in samples]
         if mode == "fast" or any(level != "actions" for level in levels):
             budget = max_cot_tokens + (
@@ -373,14 +384,14 @@ class EmbodiedModel(nn.Module):
             return self._fast_from_ids(cot_ids)
         if mode == "flow" and self.flow is None:  # GEM-VLA's DiT expert (issue #4)
             batch = self._flow_batch(samples, levels, cot_ids)
-            actions = self.aux_heads["action"].sample(self, batch, steps, generator)
+            actions = self.aux_heads["action"].sample(self, batch, noise, steps)
             text = [self.decode_text(ids) for ids in cot_ids]
             return ActionOutput(actions, text, [True] * len(samples))
         if mode != "flow":
             raise ValueError(f"mode must be 'flow' or 'fast', not {mode!r}")
         text = [self.decode_text(ids) for ids in cot_ids]
         return ActionOutput(
-            self._flow(samples, levels, cot_ids, steps, use_cache, generator),
+            self._flow(samples, levels, cot_ids, steps, use_cache, noise),
             text,
             [True] * len(samples),
         )
@@ -397,11 +408,11 @@ class EmbodiedModel(nn.Module):
             built.append(b)
         return self.collate(samples, left_pad=True, built=built)
 
-    def _flow(self, samples, levels, cot_ids, steps, use_cache, generator) -> torch.Tensor:
+    def _flow(self, samples, levels, cot_ids, steps, use_cache, noise) -> torch.Tensor:
         steps = steps or self.cfg.action.flow_steps
         batch = self._flow_batch(samples, levels, cot_ids)
         b, h = len(samples), self.cfg.action.horizon
-        x = torch.randn(b, h, TEMPLATE_DIM, generator=generator).to(self.device, self.dtype)
+        x = noise.to(self.device, self.dtype)
         dof = batch["dof_mask"]
         dt = 1.0 / steps
         if not use_cache:

@@ -155,16 +155,18 @@ class GemActionExpert(nn.Module):
         return {"flow": flow_loss(pred.float(), (actions - eps).float(), dof)}
 
     @torch.no_grad()
-    def sample(self, model, batch: dict, steps: int | None = None, generator=None) -> torch.Tensor:
-        """(B, H, D) chunk: the backbone encodes the prefix once, then ``steps`` Euler steps."""
+    def sample(
+        self, model, batch: dict, noise: torch.Tensor, steps: int | None = None
+    ) -> torch.Tensor:
+        """(B, H, D) chunk from ``noise`` (B, H, >= D; the template's first D slots are used): the
+        backbone encodes the prefix once, then ``steps`` Euler steps."""
         model.hidden_states(batch)
         memories = self.layer_states()
         mask = self.memory_mask(batch["kinds"])
         dof = batch["dof_mask"]
         b = dof.shape[0]
         steps = steps or self.cfg.steps
-        x = torch.randn(b, self.horizon, self.action_dim, generator=generator)
-        x = x.to(memories[0].device, memories[0].dtype)
+        x = noise[:b, : self.horizon, : self.action_dim].to(memories[0].device, memories[0].dtype)
         dt = 1.0 / steps
         for k in range(steps):
             t = torch.full((b,), k * dt, device=x.device, dtype=x.dtype)
