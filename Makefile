@@ -12,7 +12,10 @@ $(VENV)/.installed: pyproject.toml scripts/install.sh
 demo: install
 	$(VENV)/bin/embodia quickstart
 
+# The openpi-client compatibility tests need their own venv (numpy<2); building it here makes the
+# README's test command run exactly what CI runs (the script is idempotent).
 test: install
+	bash scripts/setup_openpi_client_venv.sh
 	$(VENV)/bin/python -m pytest -q
 
 lint: install

@@ -43,7 +43,9 @@ class EchoModel:
         self.fast_tokenizer = None
         self.calls: list = []
 
-    def sample_actions(self, samples, mode="flow", levels=None, steps=None, noise=None) -> ActionOutput:
+    def sample_actions(
+        self, samples, mode="flow", levels=None, steps=None, noise=None
+    ) -> ActionOutput:
         self.calls.append((samples, mode, levels, steps))
         if self.delay_s:
             time.sleep(self.delay_s)

@@ -44,7 +44,15 @@ class SplitFFN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mask = self._router.action_mask
-        if mask is None or mask.shape != x.shape[:2] or not bool(mask.any()):
+        if mask is None:
+            return self.vl(x)
+        if mask.shape != x.shape[:2]:
+            # A stale or misbuilt mask would silently send action tokens through the VL expert.
+            raise ValueError(
+                f"action routing mask has shape {tuple(mask.shape)} but the layer input is "
+                f"{tuple(x.shape[:2])} (batch, tokens); set TokenRouter.action_mask for this call"
+            )
+        if not bool(mask.any()):
             return self.vl(x)
         if bool(mask.all()):
             return self.action(x)
