@@ -167,12 +167,14 @@ class QwenVLBackbone(nn.Module):
         inputs_embeds: torch.Tensor,
         attention_mask: torch.Tensor,
         position_ids: torch.Tensor,
-        past_key_values=None,
+        cache=None,
         use_cache: bool = False,
         visual_pos_masks: torch.Tensor | None = None,
         deepstack: list[torch.Tensor] | None = None,
     ):
-        """Run the decoder stack with a ready 4D attention mask; returns (hidden, cache)."""
+        """Run the decoder stack with a ready 4D attention mask; returns (hidden, cache).
+
+        transformers 5 names the KV cache ``cache`` (``past_key_values`` is deprecated there)."""
         kwargs = {}
         if self.is_qwen3:
             kwargs = {"visual_pos_masks": visual_pos_masks, "deepstack_visual_embeds": deepstack}
@@ -183,8 +185,8 @@ class QwenVLBackbone(nn.Module):
             inputs_embeds=inputs_embeds,
             attention_mask=mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             use_cache=use_cache,
             **kwargs,
         )
-        return out.last_hidden_state, out.past_key_values
+        return out.last_hidden_state, out.cache

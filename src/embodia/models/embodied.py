@@ -286,7 +286,7 @@ class EmbodiedModel(nn.Module):
             emb,
             self._mask(sequence_mask(kinds)),
             positions,
-            past_key_values=DynamicCache(),
+            cache=DynamicCache(),
             use_cache=True,
             visual_pos_masks=image_mask,
             deepstack=deepstack,
@@ -316,7 +316,7 @@ class EmbodiedModel(nn.Module):
                 self.backbone.embed_tokens(token[:, None]),
                 self._mask(mask),
                 pos,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
             next_pos = next_pos + 1
@@ -433,7 +433,7 @@ class EmbodiedModel(nn.Module):
             emb,
             self._mask(sequence_mask(prefix["kinds"])),
             positions[..., :-h],
-            past_key_values=DynamicCache(),
+            cache=DynamicCache(),
             use_cache=True,
             visual_pos_masks=image_mask,
             deepstack=deepstack,
@@ -445,7 +445,7 @@ class EmbodiedModel(nn.Module):
             t = torch.full((b,), k * dt, device=self.device, dtype=self.dtype)
             tokens = self.flow.embed(x, dof, t)
             hidden, cache = self.backbone.decode(
-                tokens, mask, action_pos, past_key_values=cache, use_cache=True
+                tokens, mask, action_pos, cache=cache, use_cache=True
             )
             cache.crop(-h)  # drop this step's action keys: the next step sees only the prefix
             x = x + dt * self.flow.velocity(hidden)
