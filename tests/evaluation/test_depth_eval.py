@@ -30,7 +30,8 @@ def test_metrics_match_a_hand_computation():
     assert s["metrics"]["abs_rel"] == pytest.approx((0.2 + 0.5) / 2, abs=1e-6)  # per image, mean
     assert s["metrics"]["delta1"] == pytest.approx((2 / 3 + 0) / 2, abs=1e-6)
     assert s["per_camera"]["gripperPOV"]["abs_rel"] == pytest.approx(0.5, abs=1e-6)
-    assert s["median_scaled"]["per_image" if False else "abs_rel"] <= s["metrics"]["abs_rel"]
+    # median scaling: image 0 x 2/3 -> (0.2667/1 + 0/2 + 1.3333/4) / 3 = 0.2; image 1 exact -> 0
+    assert s["median_scaled"]["abs_rel"] == pytest.approx((0.2 + 0.0) / 2, abs=1e-5)
     np.testing.assert_allclose(median_scaled(pred2, gt2), gt2)
 
 
@@ -64,20 +65,31 @@ def test_checkpoint_without_depth_generator_is_refused(engine_dataset, tiny_chec
 
 
 class _FakeDepth:
-    """A depth 'model' that returns ground truth x 1.1 at half resolution."""
+    """A depth 'model' that returns the ground truth x 1.1 (looked up by the image it is shown):
+    AbsRel must then be 0.1, delta<1.25 100%, and the median-scaled AbsRel 0."""
+
+    truth: dict[bytes, np.ndarray] = {}
 
     def __init__(self, checkpoint, device="cpu"):
         self.checkpoint = checkpoint
         self.has_depth = True
-        self.gt = {}
 
     def depth(self, image, camera):
-        return np.full((16, 16), 1.1, dtype=np.float32)
+        return self.truth[np.ascontiguousarray(image).tobytes()] * 1.1
 
 
 def test_run_depth_end_to_end(engine_dataset, tiny_checkpoint, monkeypatch, tmp_path):
     from embodia.evaluation import answerer
 
+    from PIL import Image
+
+    from embodia.data.lerobot_v3.video import mm_to_depth
+
+    conv = engine_dataset / "conversations"
+    for it in depth_items(engine_dataset, "test", 10):
+        rgb = np.asarray(Image.open(conv / it["image"]).convert("RGB"))
+        gt = mm_to_depth(np.asarray(Image.open(conv / it["depth"]))).astype(np.float32)
+        _FakeDepth.truth[rgb.tobytes()] = gt
     monkeypatch.setattr(answerer, "Answerer", _FakeDepth)
     out = run_depth(
         DepthConfig(
@@ -86,6 +98,8 @@ def test_run_depth_end_to_end(engine_dataset, tiny_checkpoint, monkeypatch, tmp_
     )
     doc = json.loads((out / "results.json").read_text())
     m = doc["results"]["metrics"]
-    assert m["images"] == 2 and 0 < m["abs_rel"] < 1
+    assert m["images"] == 2
+    assert m["abs_rel"] == pytest.approx(0.1, abs=1e-4) and m["delta1"] == pytest.approx(1.0)
+    assert doc["results"]["median_scaled"]["abs_rel"] == pytest.approx(0.0, abs=1e-4)
     assert (out / "depth_grid.png").stat().st_size > 1000
     assert "AbsRel" in (out / "report.md").read_text()
