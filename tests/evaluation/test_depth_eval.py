@@ -64,18 +64,19 @@ def test_checkpoint_without_depth_generator_is_refused(engine_dataset, tiny_chec
     assert rc == 2
 
 
+_TRUTH: dict[bytes, np.ndarray] = {}  # image bytes -> its ground-truth depth (metres)
+
+
 class _FakeDepth:
     """A depth 'model' that returns the ground truth x 1.1 (looked up by the image it is shown):
     AbsRel must then be 0.1, delta<1.25 100%, and the median-scaled AbsRel 0."""
-
-    truth: dict[bytes, np.ndarray] = {}
 
     def __init__(self, checkpoint, device="cpu"):
         self.checkpoint = checkpoint
         self.has_depth = True
 
     def depth(self, image, camera):
-        return self.truth[np.ascontiguousarray(image).tobytes()] * 1.1
+        return _TRUTH[np.ascontiguousarray(image).tobytes()] * 1.1
 
 
 def test_run_depth_end_to_end(engine_dataset, tiny_checkpoint, monkeypatch, tmp_path):
@@ -89,7 +90,7 @@ def test_run_depth_end_to_end(engine_dataset, tiny_checkpoint, monkeypatch, tmp_
     for it in depth_items(engine_dataset, "test", 10):
         rgb = np.asarray(Image.open(conv / it["image"]).convert("RGB"))
         gt = mm_to_depth(np.asarray(Image.open(conv / it["depth"]))).astype(np.float32)
-        _FakeDepth.truth[rgb.tobytes()] = gt
+        _TRUTH[rgb.tobytes()] = gt
     monkeypatch.setattr(answerer, "Answerer", _FakeDepth)
     out = run_depth(
         DepthConfig(
