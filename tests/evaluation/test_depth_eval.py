@@ -80,11 +80,10 @@ class _FakeDepth:
 
 
 def test_run_depth_end_to_end(engine_dataset, tiny_checkpoint, monkeypatch, tmp_path):
-    from embodia.evaluation import answerer
-
     from PIL import Image
 
     from embodia.data.lerobot_v3.video import mm_to_depth
+    from embodia.evaluation import answerer
 
     conv = engine_dataset / "conversations"
     for it in depth_items(engine_dataset, "test", 10):
