@@ -80,6 +80,10 @@ def _quickstart() -> Recipe:
         tasks=QUICKSTART_TASKS,
         episodes_per_task=(40, 0, 10),
         stages=[_action_stage(1700)],
+        result=(
+            "3 training seeds, seeded evaluation, 40 test layouts each: 70.0 / 55.0 / 72.5%, pooled "
+            "79/120 = 65.8% (95% CI 57.0-73.7); embodia recipe --name quickstart --train-seed N"
+        ),
     )
 
 
