@@ -57,6 +57,7 @@ def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
     from embodia.training.trainer import train
 
     rec = recipe(cfg.name)
+    train_seed = rec.seed if cfg.train_seed is None else cfg.train_seed
     if cfg.steps is not None:
         rec.stages = [replace(s, steps=cfg.steps) for s in rec.stages]
     out = Path(cfg.output or Path("outputs") / rec.name)
@@ -116,7 +117,7 @@ def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
                 preset=rec.preset,
                 curriculum_file=stages_file,
                 batch_size=rec.batch_size,
-                seed=rec.seed if cfg.train_seed is None else cfg.train_seed,
+                seed=train_seed,
                 workers=cfg.workers,
                 fast_tokenizer=fast_dir,
                 checkpoint_every=10**9,
@@ -154,7 +155,7 @@ def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
     print("\n== 5/5 report ==", flush=True)
     timings["total_s"] = time.perf_counter() - t_all
     summary = _summary(rec, out, rollout_dir, qa_dir, timings)
-    summary["train_seed"] = rec.seed if cfg.train_seed is None else cfg.train_seed
+    summary["train_seed"] = train_seed
     report = _write_report(rec, out, summary, sheet)
     _print_summary(summary, report)
     return summary

@@ -366,14 +366,11 @@ class EmbodiedModel(nn.Module):
         ``generator``. Passing it per sample makes a chunk independent of what else is batched.
         """
         levels = levels or ["actions"]
+        shape = (len(samples), self.cfg.action.horizon, TEMPLATE_DIM)
         if noise is None:
-            h = self.cfg.action.horizon
-            noise = torch.randn(len(samples), h, TEMPLATE_DIM, generator=generator)
-        elif noise.shape != (len(samples), self.cfg.action.horizon, TEMPLATE_DIM):
-            raise ValueError(
-                f"noise must have shape {(len(samples), self.cfg.action.horizon, TEMPLATE_DIM)}, "
-                f"got {tuple(noise.shape)}"
-            )
+            noise = torch.randn(shape, generator=generator)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
         cot_ids = [[] for _ in samples]
         if mode == "fast" or any(level != "actions" for level in levels):
             budget = max_cot_tokens + (

@@ -166,7 +166,7 @@ class GemActionExpert(nn.Module):
         dof = batch["dof_mask"]
         b = dof.shape[0]
         steps = steps or self.cfg.steps
-        x = noise[:b, : self.horizon, : self.action_dim].to(memories[0].device, memories[0].dtype)
+        x = noise[:, : self.horizon, : self.action_dim].to(memories[0].device, memories[0].dtype)
         dt = 1.0 / steps
         for k in range(steps):
             t = torch.full((b,), k * dt, device=x.device, dtype=x.dtype)
