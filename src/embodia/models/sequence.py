@@ -8,7 +8,7 @@ the assistant side holds the levels that are present, in order::
     Observation: <|vision_start|><|image_pad|>...<|vision_end|> ...
     Instruction: put the puck on the goal
     Proprioception: <|propri|>
-    Output: reasoning, subtask, actions<|im_end|>
+    Output: reasoning, subtask, FAST actions<|im_end|>     (or: ..., flow actions)
     <|im_start|>assistant
     Reasoning: ...
     Subtask: grasp the puck
@@ -17,8 +17,11 @@ the assistant side holds the levels that are present, in order::
 
 In training, intermediate levels are dropped at random (and the "Output:" line says so), which
 teaches the model to go from the instruction straight to actions or through reasoning and the
-subtask first; at inference the caller picks the levels. Labels cover the assistant side only;
-FAST tokens are scored as their own loss.
+subtask first; at inference the caller picks the levels. The "Output:" line also names the action
+head that answers (as wall-x's separate modes do): a flow sample closes the turn and hands over to
+the action slots, a FAST sample writes "Action:" and its tokens, and the same prompt for both
+would leave the model to guess which one is wanted. Labels cover the assistant side only; FAST
+tokens are scored as their own loss.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from embodia.models.attention import ACTION, FAST, PAD, TEXT
 from embodia.models.text_tokenizer import SpecialIds
 
 Mode = Literal["text", "fast", "flow"]
+#: How the "Output:" line names the actions level for each action head.
+ACTION_LEVEL = {"flow": "flow actions", "fast": "FAST actions"}
 IGNORE = -100
 #: Distinct strings whose token ids a builder remembers (answers of VQA rows are mostly unique).
 MAX_ENCODED = 4096
@@ -106,7 +111,8 @@ class SequenceBuilder:
         if sample.state is not None:
             ids += [*self._text("\nProprioception: "), self.sp.propri]
         if sample.mode != "text":
-            ids += self._text("\nOutput: " + ", ".join(levels))
+            named = [ACTION_LEVEL[sample.mode] if lv == "actions" else lv for lv in levels]
+            ids += self._text("\nOutput: " + ", ".join(named))
         ids += [self.sp.im_end, *self._text("\n"), self.sp.im_start, *self._text("assistant\n")]
         return Built(ids, [IGNORE] * len(ids), [TEXT] * len(ids), list(sample.images))
 
