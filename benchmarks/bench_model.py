@@ -1,12 +1,16 @@
-"""VLA core benchmark: training-step time per preset, and flow sampling latency with the prefix
-KV cache vs re-running the whole model at every Euler step.
+"""VLA core benchmark: training-step time per preset, flow sampling latency with the prefix
+KV cache vs re-running the whole model at every Euler step, and one Uni-CoT call (reasoning +
+subtask + flow actions) reusing the text decoding's cache as the flow prefix vs encoding the
+prompt and chain of thought again (what ``sample_actions`` did before).
 
     python benchmarks/bench_model.py                       # tiny + small on CPU
     python benchmarks/bench_model.py --presets wall-oss-3b --device cuda --dtype bfloat16 --latency-only
 
 Training step: batch 8, two 128 px views per sample (resized to the preset's input size), a mix of
 flow, FAST and text samples, forward + backward + AdamW. Latency: one observation (2 views),
-chunk 32, 10 Euler steps, median of several runs after warm-up.
+chunk 32, 10 Euler steps, median of several runs after warm-up. The Uni-CoT call decodes
+``--cot-tokens`` greedy tokens (a random-init model rarely closes its turn early, so both variants
+decode the same number) before the chunk.
 """
 
 from __future__ import annotations
@@ -87,6 +91,33 @@ def latency(model: EmbodiedModel, device: str, use_cache: bool, steps: int, repe
     return statistics.median(times)
 
 
+@torch.no_grad()
+def cot_latency(
+    model: EmbodiedModel, device: str, reuse: bool, steps: int, tokens: int, repeats: int
+):
+    """One reasoning + subtask + flow-actions call; ``reuse=False`` is the former path: decode the
+    text, then encode prompt + text again as the flow's prefix."""
+    rng = np.random.default_rng(2)
+    obs = [sample(rng, "flow", model.cfg.action.horizon)]
+    levels = ["reasoning", "subtask", "actions"]
+    noise = torch.zeros(1, model.cfg.action.horizon, obs[0].actions.shape[-1])
+    times = []
+    for i in range(repeats + 2):
+        sync(device)
+        start = time.perf_counter()
+        if reuse:
+            model.sample_actions(
+                obs, levels=levels, steps=steps, max_cot_tokens=tokens, noise=noise
+            )
+        else:
+            ids = model._greedy(obs, levels, tokens).ids
+            model._flow(obs, levels, ids, steps, True, noise)
+        sync(device)
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -96,6 +127,7 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--cot-tokens", type=int, default=24)
     p.add_argument("--latency-only", action="store_true")
     args = p.parse_args()
     dtype = getattr(torch, args.dtype)
@@ -122,6 +154,13 @@ def main() -> None:
         print(
             f"[{name}] flow chunk latency, {args.steps} steps: cached prefix {cached * 1000:.1f} ms, "
             f"re-run each step {full * 1000:.1f} ms -> {full / cached:.1f}x"
+        )
+        reused = cot_latency(model, args.device, True, args.steps, args.cot_tokens, args.repeats)
+        again = cot_latency(model, args.device, False, args.steps, args.cot_tokens, args.repeats)
+        print(
+            f"[{name}] reasoning + subtask + flow chunk ({args.cot_tokens} text tokens): decoding "
+            f"cache reused {reused * 1000:.1f} ms, prefix encoded again {again * 1000:.1f} ms "
+            f"-> {(again - reused) * 1000:.1f} ms saved ({again / reused:.2f}x)"
         )
         del model
 

@@ -132,6 +132,41 @@ def test_cached_flow_sampling_equals_rerunning_the_model(model, attention):
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+def test_flow_after_chain_of_thought_reuses_the_decoding_cache_exactly(model, monkeypatch):
+    """With reasoning and subtask levels, the flow's prefix is the greedy decoding's own KV cache
+    (the prompt is not encoded a second time). Sample 0 closes its turn after two tokens, sample 1
+    runs into the budget, so both the padded-key and the forced-close paths are compared with
+    rebuilding and re-running the whole sequence."""
+    rng = np.random.default_rng(14)
+    samples = [make_sample(rng, "flow"), make_sample(rng, "flow", views=1)]
+    real_head = model.backbone.lm_head
+    calls = {"n": 0}
+
+    def head_that_closes_sample_0(hidden):
+        logits = real_head(hidden)
+        calls["n"] += 1
+        logits[:, model.special.im_end] = -1e9
+        if calls["n"] == 3:
+            logits[0, model.special.im_end] = 1e9
+        return logits
+
+    monkeypatch.setattr(model.backbone, "lm_head", head_that_closes_sample_0)
+    levels = ["reasoning", "subtask", "actions"]
+    outs = []
+    for use_cache in (True, False):
+        calls["n"] = 0
+        noise = torch.randn(2, H, TEMPLATE_DIM, generator=torch.Generator().manual_seed(3))
+        outs.append(
+            model.sample_actions(
+                samples, levels=levels, use_cache=use_cache, max_cot_tokens=6, noise=noise
+            )
+        )
+    cached, rebuilt = outs
+    assert cached.text == rebuilt.text
+    assert len(model.tokenizer.encode(cached.text[0], add_special_tokens=False)) <= 2
+    torch.testing.assert_close(cached.actions, rebuilt.actions, atol=1e-5, rtol=1e-4)
+
+
 def test_cached_text_generation_equals_greedy_recompute(model):
     rng = np.random.default_rng(6)
     sample = make_sample(rng, "text")
@@ -252,3 +287,39 @@ def test_a_routing_mask_of_the_wrong_shape_is_an_error():
     out = ffn(x)
     torch.testing.assert_close(out[:, -1], ffn.action(x[:, -1]))
     torch.testing.assert_close(out[:, :-1], ffn.vl(x[:, :-1]))
+
+
+def test_the_prompt_names_the_action_head_so_a_mixture_trained_model_answers_in_each(
+    fast_tokenizer,
+):
+    """Flow and FAST samples of one observation used to share a byte-identical prompt, so a model
+    trained on both could not know whether to close the turn (flow) or write FAST tokens: one of
+    the two modes below then answered in the other's format."""
+    torch.manual_seed(0)
+    fast_tok = fast_tokenizer
+    model = EmbodiedModel.from_preset("tiny", fast_tokenizer=fast_tok)
+    model.fast_slots = SAWYER.indices.tolist()
+    rng = np.random.default_rng(12)
+    chunk = smooth_chunks(rng, 1)[0]
+    base = make_sample(rng, "flow", fast_tok, views=1, chunk=chunk)
+    base.reasoning = None
+    from dataclasses import replace
+
+    samples = [replace(base, mode="flow"), replace(base, mode="fast")]
+    prompts = [model.builder.prompt(s, ["subtask", "actions"]).input_ids for s in samples]
+    assert prompts[0] != prompts[1]
+    # no level dropping: every sample carries its subtask, so the model must learn when to stop
+    batch = model.collate(samples)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(120):
+        losses = model.compute_loss(batch, gen)
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+    model.eval()
+    flow = model.sample_actions([base], mode="flow", levels=["subtask", "actions"])
+    assert flow.text == ["Subtask: grasp the puck\n"], flow.text
+    fast = model.sample_actions([base], mode="fast", levels=["subtask", "actions"])
+    assert fast.valid == [True] and fast.text[0].startswith("Subtask: grasp the puck\nAction:")
+    np.testing.assert_allclose(fast.actions[0][:, SAWYER.indices].numpy(), chunk, atol=0.1)

@@ -11,7 +11,7 @@ Parts, each in its own file: the backbone (``backbone.py``), the split-FFN actio
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,19 @@ from embodia.utils.fs import atomic_dir
 CONFIG_FILE = "embodia_config.json"
 WEIGHTS_FILE = "model.safetensors"
 FAST_DIR = "fast_tokenizer"
+
+
+@dataclass
+class _Decoded:
+    """What greedy decoding leaves: the ids per sample and, for a flow prefix, its KV cache with
+    the kind of every cached key (PAD = not to be attended), each sample's next position and the
+    batch's DOF mask."""
+
+    ids: list[list[int]]
+    cache: DynamicCache
+    key_kinds: torch.Tensor
+    next_pos: torch.Tensor
+    dof_mask: torch.Tensor
 
 
 @dataclass
@@ -276,15 +289,25 @@ class EmbodiedModel(nn.Module):
         ``levels`` ("reasoning", "subtask", "actions") is what the prompt asks for; text-mode
         samples (VQA) ignore it. The prompt is encoded once and its KV cache reused per token.
         """
-        built = [self.builder.prompt(s, levels or ["actions"]) for s in samples]
+        return self._greedy(samples, levels or ["actions"], max_new_tokens).ids
+
+    def _greedy(
+        self, samples: list[EmbodiedSample], levels: list[str], max_new_tokens: int, close=False
+    ) -> _Decoded:
+        """Greedy decoding with one KV cache for the batch. With ``close`` every sample's turn is
+        also fed up to and including its <|im_end|> (one forced at the budget), so the cache
+        then holds exactly the flow prefix ``prompt + chain of thought + <|im_end|>`` of
+        training, and the action queries can attend to it without encoding the prompt again.
+        Keys fed after a sample's turn has closed are marked PAD, so nothing attends to them."""
+        built = [self.builder.prompt(s, levels) for s in samples]
         batch = self.collate(samples, left_pad=True, built=built)
         emb, image_mask, deepstack = self._embed(batch, None, None)
-        kinds = batch["kinds"]
+        key_kinds = batch["kinds"]
         positions = self._positions(batch)
         self.router.action_mask = None
         hidden, cache = self.backbone.decode(
             emb,
-            self._mask(sequence_mask(kinds)),
+            self._mask(sequence_mask(key_kinds)),
             positions,
             cache=DynamicCache(),
             use_cache=True,
@@ -292,36 +315,43 @@ class EmbodiedModel(nn.Module):
             deepstack=deepstack,
         )
         b = len(samples)
-        keys_ok = kinds != PAD
         next_pos = positions.amax(dim=(0, 2)) + 1  # (B,)
         out: list[list[int]] = [[] for _ in range(b)]
         done = torch.zeros(b, dtype=torch.bool, device=self.device)
         last = hidden[:, -1]
-        for _ in range(max_new_tokens):
-            token = self.backbone.lm_head(last).argmax(dim=-1)
-            for i in range(b):
-                if not done[i]:
-                    if int(token[i]) == self.special.im_end:
-                        done[i] = True
-                    else:
-                        out[i].append(int(token[i]))
-            if bool(done.all()):
-                break
-            keys_ok = torch.cat(
-                [keys_ok, torch.ones(b, 1, dtype=torch.bool, device=self.device)], 1
-            )
-            mask = keys_ok[:, None, None, :]
+
+        def feed(token: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+            nonlocal key_kinds, cache, next_pos
+            key_kinds = torch.cat([key_kinds, torch.where(valid, TEXT, PAD)[:, None]], 1)
             pos = next_pos[None, :, None].expand(3, b, 1)
             hidden, cache = self.backbone.decode(
                 self.backbone.embed_tokens(token[:, None]),
-                self._mask(mask),
+                self._mask((key_kinds != PAD)[:, None, None, :]),
                 pos,
                 cache=cache,
                 use_cache=True,
             )
-            next_pos = next_pos + 1
-            last = hidden[:, -1]
-        return out
+            next_pos = next_pos + valid.long()
+            return hidden[:, -1]
+
+        for _ in range(max_new_tokens):
+            token = self.backbone.lm_head(last).argmax(dim=-1)
+            live = ~done
+            for i in range(b):
+                if live[i]:
+                    if int(token[i]) == self.special.im_end:
+                        done[i] = True
+                    else:
+                        out[i].append(int(token[i]))
+            if bool(done.all()) and not close:
+                break
+            last = feed(torch.where(live, token, self.special.pad), live)
+            if bool(done.all()):
+                break
+        if close and not bool(done.all()):  # out of budget: close the open turns as training does
+            im_end = torch.full((b,), self.special.im_end, device=self.device)
+            feed(torch.where(done, self.special.pad, im_end), ~done)
+        return _Decoded(out, cache, key_kinds, next_pos, batch["dof_mask"])
 
     @torch.no_grad()
     def generate_depth(
@@ -366,32 +396,35 @@ class EmbodiedModel(nn.Module):
         ``generator``. Passing it per sample makes a chunk independent of what else is batched.
         """
         levels = levels or ["actions"]
+        if mode not in ("flow", "fast"):
+            raise ValueError(f"mode must be 'flow' or 'fast', not {mode!r}")
+        # the prompt names the head that answers (models/sequence.py)
+        samples = [s if s.mode == mode else replace(s, mode=mode) for s in samples]
         shape = (len(samples), self.cfg.action.horizon, TEMPLATE_DIM)
         if noise is None:
             noise = torch.randn(shape, generator=generator)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
-        cot_ids = [[] for _ in samples]
-        if mode == "fast" or any(level != "actions" for level in levels):
-            budget = max_cot_tokens + (
-                self.cfg.action.horizon * TEMPLATE_DIM if mode == "fast" else 0
-            )
-            cot_ids = self.generate_text(samples, levels, max_new_tokens=budget)
         if mode == "fast":
-            return self._fast_from_ids(cot_ids)
-        if mode == "flow" and self.flow is None:  # GEM-VLA's DiT expert (issue #4)
+            budget = max_cot_tokens + self.cfg.action.horizon * TEMPLATE_DIM
+            return self._fast_from_ids(self.generate_text(samples, levels, max_new_tokens=budget))
+        cot = levels != ["actions"]
+        # with chain of thought and the flow expert, the decoding's own cache is the flow prefix
+        reuse = cot and use_cache and self.flow is not None
+        decoded = self._greedy(samples, levels, max_cot_tokens, close=reuse) if cot else None
+        cot_ids = decoded.ids if decoded is not None else [[] for _ in samples]
+        text = [self.decode_text(ids) for ids in cot_ids]
+        if self.flow is None:  # GEM-VLA's DiT expert (issue #4)
             batch = self._flow_batch(samples, levels, cot_ids)
             actions = self.aux_heads["action"].sample(self, batch, noise, steps)
-            text = [self.decode_text(ids) for ids in cot_ids]
             return ActionOutput(actions, text, [True] * len(samples))
-        if mode != "flow":
-            raise ValueError(f"mode must be 'flow' or 'fast', not {mode!r}")
-        text = [self.decode_text(ids) for ids in cot_ids]
-        return ActionOutput(
-            self._flow(samples, levels, cot_ids, steps, use_cache, noise),
-            text,
-            [True] * len(samples),
-        )
+        if reuse:
+            actions = self._denoise(
+                decoded.cache, decoded.key_kinds, decoded.next_pos, decoded.dof_mask, noise, steps
+            )
+        else:
+            actions = self._flow(samples, levels, cot_ids, steps, use_cache, noise)
+        return ActionOutput(actions, text, [True] * len(samples))
 
     def _flow_batch(self, samples, levels, cot_ids) -> dict:
         built = []
@@ -406,20 +439,18 @@ class EmbodiedModel(nn.Module):
         return self.collate(samples, left_pad=True, built=built)
 
     def _flow(self, samples, levels, cot_ids, steps, use_cache, noise) -> torch.Tensor:
-        steps = steps or self.cfg.action.flow_steps
+        """Flow sampling from a freshly encoded prefix (``use_cache=False``: the whole sequence
+        again at every Euler step, the reference the cached paths are checked against)."""
         batch = self._flow_batch(samples, levels, cot_ids)
-        b, h = len(samples), self.cfg.action.horizon
-        x = noise.to(self.device, self.dtype)
+        h = self.cfg.action.horizon
         dof = batch["dof_mask"]
-        dt = 1.0 / steps
         if not use_cache:
+            steps = steps or self.cfg.action.flow_steps
+            x, dt = noise.to(self.device, self.dtype), 1.0 / steps
             for k in range(steps):
-                t = torch.full((b,), k * dt, device=self.device, dtype=self.dtype)
-                hidden = self.hidden_states(batch, x, t)
-                v = self.flow.velocity(hidden[:, -h:])
-                x = x + dt * v
+                t = torch.full((len(samples),), k * dt, device=self.device, dtype=self.dtype)
+                x = x + dt * self.flow.velocity(self.hidden_states(batch, x, t)[:, -h:])
             return x * dof[:, None, :].to(x.dtype)
-        kinds = batch["kinds"]
         positions = self._positions(batch)
         prefix = {
             k: v[:, :-h] if k in ("input_ids", "labels", "kinds") else v for k, v in batch.items()
@@ -435,8 +466,19 @@ class EmbodiedModel(nn.Module):
             visual_pos_masks=image_mask,
             deepstack=deepstack,
         )
-        mask = self._mask(action_query_mask(kinds[:, :-h], h, self.cfg.action.attention))
-        action_pos = positions[..., -h:]
+        next_pos = positions[0, :, -h]
+        return self._denoise(cache, prefix["kinds"], next_pos, dof, noise, steps)
+
+    def _denoise(self, cache, key_kinds, next_pos, dof, noise, steps) -> torch.Tensor:
+        """The flow's Euler loop over a cached prefix: H action queries at positions
+        ``next_pos + 0..H-1`` attend to the prefix's valid keys and to each other; each step's
+        action keys are cropped off again, so every step sees the prefix alone."""
+        steps = steps or self.cfg.action.flow_steps
+        b, h = dof.shape[0], self.cfg.action.horizon
+        x, dt = noise.to(self.device, self.dtype), 1.0 / steps
+        mask = self._mask(action_query_mask(key_kinds, h, self.cfg.action.attention))
+        offsets = torch.arange(h, device=self.device)
+        action_pos = (next_pos[:, None] + offsets[None])[None].expand(3, b, h)
         self.router.action_mask = torch.ones(b, h, dtype=torch.bool, device=self.device)
         for k in range(steps):
             t = torch.full((b,), k * dt, device=self.device, dtype=self.dtype)
