@@ -125,13 +125,18 @@ def test_each_wall_oss_stage_trains_exactly_its_groups(dataset, init_ckpt, tmp_p
     assert changed <= allowed, sorted(changed - allowed)[:5]
 
 
-def test_resume_after_interrupt_reproduces_the_losses(dataset, tmp_path, monkeypatch):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_interrupt_reproduces_the_losses(dataset, tmp_path, monkeypatch, ema):
+    """With EMA on, resume must continue the optimizer's own weights (the same losses) and the
+    average (the same served weights at the end)."""
     stages = flow_stage_file(tmp_path, steps=6)
-    full = config(dataset, tmp_path / "a", curriculum_file=stages, checkpoint_every=3)
+    full = config(dataset, tmp_path / "a", curriculum_file=stages, checkpoint_every=3, ema=ema)
     train(full)
     expected = [r["flow"] for r in read_metrics(full.output / "metrics.jsonl")]
 
-    interrupted = config(dataset, tmp_path / "b", curriculum_file=stages, checkpoint_every=3)
+    interrupted = config(
+        dataset, tmp_path / "b", curriculum_file=stages, checkpoint_every=3, ema=ema
+    )
     real_save = ckpt.save_checkpoint
 
     def save_then_die(*args, **kwargs):
@@ -143,11 +148,41 @@ def test_resume_after_interrupt_reproduces_the_losses(dataset, tmp_path, monkeyp
         train(interrupted)
     monkeypatch.setattr(ckpt, "save_checkpoint", real_save)
     assert ckpt.load_trainer_state(ckpt.latest_checkpoint(interrupted.output)).stage_step == 3
-    train(config(dataset, tmp_path / "b", curriculum_file=stages, checkpoint_every=3, resume=True))
+    train(
+        config(
+            dataset,
+            tmp_path / "b",
+            curriculum_file=stages,
+            checkpoint_every=3,
+            resume=True,
+            ema=ema,
+        )
+    )
     rows = read_metrics(interrupted.output / "metrics.jsonl")
     got = {r["global_step"]: r["flow"] for r in rows}
     assert sorted(got) == list(range(1, 7))
     np.testing.assert_allclose([got[s] for s in range(1, 7)], expected, rtol=1e-5, atol=1e-6)
+    served_full = _weights(ckpt.latest_checkpoint(full.output))
+    served_resumed = _weights(ckpt.latest_checkpoint(interrupted.output))
+    for name, w in served_full.items():
+        torch.testing.assert_close(served_resumed[name], w, rtol=1e-5, atol=1e-6)
+
+
+def test_an_ema_checkpoint_serves_the_average_of_the_weights(dataset, tmp_path):
+    from safetensors.torch import load_file
+
+    from embodia.training.ema import TRAINING_WEIGHTS, ema_decay
+
+    stages = flow_stage_file(tmp_path, steps=2)
+    last = train(config(dataset, tmp_path / "e", curriculum_file=stages, ema=0.9))
+    served, own = _weights(last), load_file(str(last / TRAINING_WEIGHTS))
+    moved = [k for k in own if not torch.equal(own[k], served[k])]
+    assert moved, "the served weights are the optimizer's own, not their average"
+    # two steps from w0: avg = w0 + (1-d1)(w1-w0) ... so it lies strictly between w0 and w2
+    assert ema_decay(0.9, 1) == pytest.approx(2 / 11) and ema_decay(0.9, 10**6) == 0.9
+    model = EmbodiedModel.from_pretrained(last)  # eval / serve load the average as plain weights
+    name = moved[0]
+    torch.testing.assert_close(model.state_dict()[name], served[name])
 
 
 def _free_port() -> int:
@@ -267,7 +302,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, mo
 
 
 def test_a_short_run_learns_and_saves_a_loadable_checkpoint(dataset, tmp_path):
-    cfg = config(dataset, tmp_path, curriculum="actions", steps_per_stage=40, batch_size=8)
+    cfg = config(dataset, tmp_path, curriculum="actions", steps_per_stage=60, batch_size=8)
     last = train(cfg)
     rows = read_metrics(cfg.output / "metrics.jsonl")
     for term in ("flow", "fast", "text"):

@@ -211,6 +211,9 @@ class TrainConfig:
     resume: bool = False
     """Continue the run in --output from its latest checkpoint."""
     max_grad_norm: float = 1.0
+    ema: float = 0.0
+    """Decay of an exponential moving average of the weights, which checkpoints then serve
+    (e.g. 0.995, about the last 200 steps); 0 = off (the last weights)."""
     progress: bool = True
 
 

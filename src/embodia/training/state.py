@@ -6,6 +6,7 @@ Layout of ``<run>/checkpoints/step-000123/``::
     normalizers.json       per-dataset quantile statistics (what training normalised with)
     policy.json            the serving/evaluation transform for the primary action dataset
     trainer_state.json     stage, steps done, global step, the resolved run config
+    training_weights.safetensors   with EMA on: the optimizer's weights (model.safetensors = EMA)
     optimizer.pt, scheduler.pt   (tensors and plain numbers only; loaded with weights_only=True)
 
 A checkpoint is built in a temporary directory and renamed into place; ``checkpoints/latest`` names
@@ -54,11 +55,21 @@ def save_checkpoint(
     normalizers: dict[str, dict],
     policy_config=None,
     keep: int = 2,
+    average=None,
 ) -> Path:
+    """``average`` (a :class:`~embodia.training.ema.WeightAverage`): save its weights as the
+    model's and the optimizer's own weights beside them, for ``--resume``."""
     root = checkpoints_dir(run)
     root.mkdir(parents=True, exist_ok=True)
     with atomic_dir(root / name) as tmp:
-        model.save_pretrained(tmp)
+        if average is None:
+            model.save_pretrained(tmp)
+        else:
+            from embodia.training.ema import save_training_weights
+
+            with average.swapped_in(model):
+                model.save_pretrained(tmp)
+            save_training_weights(model, tmp)
         (tmp / NORMALIZERS).write_text(json.dumps(normalizers, indent=2))
         if policy_config is not None:
             policy_config.save(tmp)

@@ -34,6 +34,7 @@ from embodia.configs.train import (
 from embodia.models.action_space import TEMPLATE_DIM
 from embodia.models.embodied import EmbodiedModel
 from embodia.models.sequence import DropConfig
+from embodia.training import ema
 from embodia.training import state as ckpt
 from embodia.training.data import (
     Collator,
@@ -235,6 +236,16 @@ class Trainer:
             )
         self.resume_from = resume_from
         self.model = _build_model(cfg, resume_from)
+        self.average = None
+        if cfg.ema:
+            try:
+                self.average = (
+                    ema.resume(self.model, resume_from, cfg.ema)
+                    if resume_from is not None
+                    else ema.WeightAverage(self.model, cfg.ema)
+                )
+            except (ValueError, FileNotFoundError) as exc:
+                raise TrainingError(f"--ema {cfg.ema}: {exc}") from exc
         horizon = self.model.cfg.action.horizon
         specs = [
             DatasetSpec(path=p, kind=_kind(p), embodiment=cfg.embodiment, state_key=cfg.state_key)
@@ -418,6 +429,8 @@ class Trainer:
             sched.step()
             step += 1
             global_step += 1
+            if self.average is not None:
+                self.average.update(model, global_step)
             terms = self._reduce(losses)
             rate = seen / max(1e-9, time.perf_counter() - t0)
             bar.update(1)
@@ -477,6 +490,7 @@ class Trainer:
                 self.normalizers,
                 self._policy_config(),
                 keep=self.cfg.keep_checkpoints,
+                average=self.average,
             )
         self.acc.wait_for_everyone()
         return path
