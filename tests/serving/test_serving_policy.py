@@ -261,3 +261,31 @@ def test_a_seeded_observation_gets_the_same_chunk_in_any_batch(policy):
     for bad in (-1, 1.5, "7", True):
         with pytest.raises(ObservationError, match="'seed' must be an int"):
             policy.infer({**obs, "seed": bad})
+
+
+def test_a_trained_checkpoint_answers_reasoning_subtask_and_actions_in_one_call(tmp_path):
+    """Not a stub: a tiny model trained (to memorisation) on one Uni-CoT sample, saved and loaded
+    as a checkpoint, returns its reasoning, its subtask and a chunk from a single action request."""
+    from embodia.serving.demo import demo_policy
+
+    trained = demo_policy()
+    model = trained.model.train()
+    obs = make_obs(np.random.default_rng(3))
+    sample = trained._sample(obs, "flow")
+    sample.reasoning = "The drawer is 0.21 m away: 15 cm ahead of the gripper."
+    sample.subtask = "push the drawer closed"
+    sample.actions = np.zeros((model.cfg.action.horizon, sample.state.shape[0]), np.float32)
+    batch = model.collate([sample])  # no rng: no level is dropped
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        losses = model.compute_loss(batch, gen)
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+    model.eval()
+    policy = Policy.load(trained.save(tmp_path / "ckpt"))
+    out = policy.infer({**obs, "levels": ["reasoning", "subtask", "actions"], "seed": 0})
+    assert out["reasoning"] == sample.reasoning, out["text"]
+    assert out["subtask"] == sample.subtask
+    assert out["actions"].shape == (model.cfg.action.horizon, 4) and out["valid"]

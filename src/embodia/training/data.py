@@ -36,7 +36,7 @@ def sample_rng(seed: int, stage: int, n: int) -> np.random.Generator:
 
 
 class EpisodeSource:
-    """Action samples (frame t: views, state, instruction, subtask, the chunk t..t+H-1).
+    """Action samples (frame t: views, state, instruction, subtask, reasoning, the chunk t..t+H-1).
 
     Frames come from the shared :mod:`~embodia.data.frame_cache` (decoded once at the model's
     resolution), built on first use with a progress bar, so random sampling never decodes video.
@@ -133,6 +133,11 @@ class EpisodeSource:
         rows = np.arange(self.frames.lengths[ep])
         return self.frames.vectors(self.spec.action_key, ep, rows)
 
+    def reasoning(self, ep: int, t: int) -> str | None:
+        """The frame's Uni-CoT reasoning text, if the dataset has them (``meta/reasoning.parquet``)."""
+        texts = self.ds.reasoning
+        return None if texts is None else texts[int(self.ds.episodes[ep]["dataset_from_index"]) + t]
+
     def get(self, i: int) -> dict:
         ep, t = self.index[i]
         f = self.frames
@@ -145,6 +150,7 @@ class EpisodeSource:
             "images": [f.image(c, ep, t) for c in self.cameras],
             "instruction": f.task(ep, t),
             "subtask": f.subtask(ep, t),
+            "reasoning": self.reasoning(ep, t),
             "state": state,
             "chunk": chunk,
             "depths": [f.depth(k, ep, t) for k in self.depth_keys] if self.depth_keys else None,
@@ -305,6 +311,7 @@ class StageDataset(torch.utils.data.Dataset):
             state=emb.state_to_template(item["state"]),
             dof_mask=emb.dof_mask,
             subtask=item["subtask"],
+            reasoning=item["reasoning"],
             actions=emb.to_template(item["chunk"]),
             depths=depths,
         )

@@ -71,6 +71,60 @@ def test_dataset_round_trips_through_the_reader(dataset):
     np.testing.assert_allclose(stored, png, atol=1e-6)
 
 
+def _offset_from_text(text: str, name: str) -> np.ndarray:
+    """The (x, y, z) offset of ``name`` from the gripper, read back from a reasoning sentence."""
+    import re
+
+    sentence = re.search(rf"The {name} is [0-9.]+ m away: ([^.]*)\.", text).group(1)
+    out = np.zeros(3)
+    for cm, word in re.findall(r"(\d+) cm (right|left|ahead|behind|above|below)", sentence):
+        axis, sign = {
+            "right": (0, 1),
+            "left": (0, -1),
+            "ahead": (1, 1),
+            "behind": (1, -1),
+            "above": (2, 1),
+            "below": (2, -1),
+        }[word]
+        out[axis] = sign * int(cm) / 100
+    return out
+
+
+def test_every_frame_carries_reasoning_true_of_that_frame(dataset):
+    """Uni-CoT's reasoning level: per frame, the gripper state, the plan from the frame's own
+    stage, and where the object is from the gripper as the simulator had it: before the grasp
+    the puck rests, so the spoken offset plus the hand's position (observation.state[:3]) must
+    name one fixed point: the puck's observed position, up to the hand-to-fingers offset."""
+    from embodia.data.engine.tasks import TASKS
+
+    ds = LeRobotV3Dataset(dataset)
+    assert ds.reasoning is not None and len(ds.reasoning) == ds.num_frames
+    resting = []
+    for index in range(ds.num_episodes):
+        ep = ds.load_episode(index)
+        env = ds.episodes[index]["env_name"]
+        phases = TASKS[env].phases
+        points = []
+        for t, text in enumerate(ep["reasoning"]):
+            subtask = ep["subtask"][t]
+            assert f"Now: {subtask}" in text, text
+            done = phases[: phases.index(subtask)]
+            assert f"Done: {'; '.join(done) or 'nothing yet'}." in text, text
+            opening = ep["observation.state"][t][3]
+            assert ("gripper is open" in text) == (opening > 0.8), (opening, text)
+            if env == "pick-place-v3" and subtask == phases[0]:
+                state = ep["observation.environment_state"][t]
+                points.append(_offset_from_text(text, "puck") + state[0:3])
+                # state[0:3] is the hand body, which rides 4.5 cm above the fingers' centre
+                tcp_to_hand = np.array([0.0, 0.0, 0.045])
+                assert np.linalg.norm(points[-1] - tcp_to_hand - state[4:7]) < 0.02
+        if points:
+            spread = np.abs(np.array(points) - points[0]).max()
+            assert spread <= 0.015, spread  # 1 cm rounding per component
+            resting.append(len(points))
+    assert sum(resting) >= 5
+
+
 def test_conversations_reference_existing_files_and_have_all_families(dataset):
     families = set()
     for split in ("train", "val", "test"):

@@ -2,7 +2,8 @@
 
 A frame t holds the observation before action t, the expert's action t, and what followed it
 (``next.reward``, ``next.success``, ``next.done``), LeRobot's convention. The subtask label is the
-expert's own stage when it chose action t. Every ``qa_every``-th frame also yields conversation
+expert's own stage when it chose action t, and its grounded reasoning (``reasoning.py``) is written
+from the same frame's state. Every ``qa_every``-th frame also yields conversation
 samples whose answers come from the simulator state of that very frame.
 """
 
@@ -18,6 +19,7 @@ from embodia.data.engine import qa
 from embodia.data.engine.camera import PinholeCamera, mujoco_camera, renders_upside_down
 from embodia.data.engine.geometry import project_object, project_region, table_height
 from embodia.data.engine.phases import ExpertWithPhases
+from embodia.data.engine.reasoning import reasoning_text
 from embodia.data.engine.rendering import OffscreenRenderer
 from embodia.data.engine.scene import MetaWorldScene
 from embodia.data.engine.splits import EpisodeSpec
@@ -63,6 +65,7 @@ class RecordedEpisode:
     tasks: list[str]
     subtasks: list[str]
     extra: dict[str, Any]
+    reasoning: list[str] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
     images: dict[str, np.ndarray] = field(
         default_factory=dict
@@ -118,6 +121,7 @@ class EpisodeRecorder:
         expert = ExpertWithPhases(spec.env_name)
         cols: dict[str, list[np.ndarray]] = {}
         subtasks: list[str] = []
+        reasoning: list[str] = []
         samples: list[dict[str, Any]] = []
         images: dict[str, np.ndarray] = {}
         first_success: int | None = None
@@ -140,6 +144,7 @@ class EpisodeRecorder:
             action, phase = expert.act(obs)
             action = np.clip(action, -1.0, 1.0)  # what the environment actually executes
             subtasks.append(self.task.phases[phase])
+            reasoning.append(self._reasoning(obs, phase))
             if t % cfg.qa_every == 0:
                 ctx_meta = {
                     "episode": spec.key,
@@ -194,7 +199,17 @@ class EpisodeRecorder:
             "instruction": instruction,
         }
         return RecordedEpisode(
-            spec, frames, [instruction] * len(subtasks), subtasks, extra, samples, images
+            spec, frames, [instruction] * len(subtasks), subtasks, extra, reasoning, samples, images
+        )
+
+    def _reasoning(self, obs: np.ndarray, phase: int) -> str:
+        model, data, env = self.scene.model, self.scene.data, self.scene.env
+        objects = [
+            (o.name, np.asarray(object_position(model, data, env, o), dtype=np.float64))
+            for o in self.task.objects
+        ]
+        return reasoning_text(
+            objects, np.asarray(env.tcp_center), float(obs[3]), self.task.phases, phase
         )
 
     def _entities(self, cam: PinholeCamera, name: str, depth: np.ndarray) -> list[qa.SceneEntity]:

@@ -96,14 +96,20 @@ def staging_dir(cfg: GenerateConfig) -> Path:
     return out.with_name(out.name + ".partial")
 
 
+#: Bumped when the engine writes something new for the same settings (2: per-frame reasoning),
+#: so a dataset from an older engine is regenerated rather than reused.
+ENGINE_FORMAT = 2
+
+
 def _config_fingerprint(cfg: GenerateConfig) -> dict[str, Any]:
-    """The fields that change what is generated (not how fast or where)."""
+    """The fields that change what is generated (not how fast or where), and the engine format."""
     skip = {"output", "workers", "overwrite", "progress"}
-    return {
+    fields = {
         k: (list(v) if isinstance(v, tuple) else v)
         for k, v in dataclasses.asdict(cfg).items()
         if k not in skip
     }
+    return {**fields, "engine_format": ENGINE_FORMAT}
 
 
 def already_generated(cfg: GenerateConfig) -> bool:
@@ -181,6 +187,7 @@ def record_and_stage(spec: EpisodeSpec) -> tuple[str, int, float]:
         fps=CONTROL_FPS,
         extra=episode.extra,
         subtasks=episode.subtasks,
+        reasoning=episode.reasoning,
     )
     return spec.key, episode.length, time.perf_counter() - start
 

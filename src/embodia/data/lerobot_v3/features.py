@@ -34,6 +34,7 @@ INFO_PATH = "meta/info.json"
 STATS_PATH = "meta/stats.json"
 TASKS_PATH = "meta/tasks.parquet"
 SUBTASKS_PATH = "meta/subtasks.parquet"
+REASONING_PATH = "meta/reasoning.parquet"  # ours: per-frame Uni-CoT reasoning (writer.py)
 
 # Per-frame bookkeeping columns every LeRobot v3 data file carries (LeRobot's DEFAULT_FEATURES).
 INDEX_FEATURES: dict[str, dict[str, Any]] = {
@@ -46,7 +47,7 @@ INDEX_FEATURES: dict[str, dict[str, Any]] = {
 # LeRobot looks up "subtask" strings through this column when it is declared as a feature.
 SUBTASK_INDEX = "subtask_index"
 SUBTASK_FEATURE: dict[str, Any] = {"dtype": "int64", "shape": [1], "names": None}
-RESERVED_KEYS = frozenset([*INDEX_FEATURES, SUBTASK_INDEX, "task", "subtask"])
+RESERVED_KEYS = frozenset([*INDEX_FEATURES, SUBTASK_INDEX, "task", "subtask", "reasoning"])
 
 NUMERIC_DTYPES = ("float32", "float64", "int64", "bool")
 DTYPES = ("video", "depth", "image", *NUMERIC_DTYPES)

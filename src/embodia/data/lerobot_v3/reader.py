@@ -31,6 +31,7 @@ from . import video as vid
 from .features import (
     INDEX_FEATURES,
     INFO_PATH,
+    REASONING_PATH,
     STATS_PATH,
     SUBTASK_INDEX,
     SUBTASKS_PATH,
@@ -71,7 +72,8 @@ class LeRobotV3Dataset:
     ``i``. Both give: video uint8 (H, W, 3), depth float32 metres (H, W) with 0 = invalid, image
     uint8 (H, W, 3), vectors (D,), scalars as 0-d values, plus the bookkeeping columns
     (timestamp, frame_index, episode_index, index, task_index), "task" and, if the dataset has
-    subtasks, "subtask" (per episode these gain a leading T axis / become lists).
+    subtasks, "subtask", and if it has reasoning texts (``meta/reasoning.parquet``), "reasoning"
+    (per episode these gain a leading T axis / become lists).
     """
 
     def __init__(self, root: Path | str) -> None:
@@ -102,6 +104,15 @@ class LeRobotV3Dataset:
                 f"{INFO_PATH}: field 'total_frames' is {self.info['total_frames']} but "
                 f"meta/episodes lengths add up to {self.num_frames}"
             )
+        self.reasoning: list[str] | None = None
+        if (self.root / REASONING_PATH).is_file():
+            self.reasoning = read_indexed_strings(
+                self.root / REASONING_PATH, self.root, "reasoning", "index"
+            )
+            if len(self.reasoning) != self.num_frames:
+                raise DatasetFormatError(
+                    f"{REASONING_PATH}: {len(self.reasoning)} texts for {self.num_frames} frames"
+                )
         self._starts = [int(ep["dataset_from_index"]) for ep in self.episodes]
         self._tables: OrderedDict[Path, pa.Table] = OrderedDict()
 
@@ -249,6 +260,8 @@ class LeRobotV3Dataset:
             out["subtask"] = [
                 self._text(self.subtasks, i, SUBTASKS_PATH) for i in out[SUBTASK_INDEX]
             ]
+        if self.reasoning is not None:
+            out["reasoning"] = [self._text(self.reasoning, i, REASONING_PATH) for i in out["index"]]
         return out
 
     @staticmethod

@@ -21,6 +21,9 @@ The LeRobot v3 layout (codebase_version "v3.0"), as LeRobot's own loader reads i
     meta/tasks.parquet    pandas frame: index "task" (the text), column task_index
     meta/subtasks.parquet same for "subtask" / subtask_index (LeRobot >= 0.4 reads it when
                           "subtask_index" is a declared feature)
+    meta/reasoning.parquet  (ours) per-frame Uni-CoT reasoning texts: columns index (the global
+                          frame index) and reasoning; a sidecar, because the texts are unique per
+                          frame and LeRobot's loader ignores files it does not know
     meta/episodes/chunk-XXX/file-YYY.parquet
                           one row per episode: episode_index, tasks (list of texts), length,
                           data/chunk_index, data/file_index, dataset_from_index,
@@ -72,6 +75,7 @@ from .features import (
     INDEX_FEATURES,
     INFO_PATH,
     NUMERIC_DTYPES,
+    REASONING_PATH,
     STATS_PATH,
     SUBTASK_FEATURE,
     SUBTASK_INDEX,
@@ -154,6 +158,7 @@ def _validate_inputs(
     fps: int,
     subtasks: list[str] | None,
     extra: dict[str, Any] | None,
+    reasoning: list[str] | None = None,
 ) -> tuple[dict[str, np.ndarray], int]:
     if isinstance(fps, bool) or not isinstance(fps, numbers.Integral) or fps <= 0:
         raise ValueError(f"fps must be a positive int, got {fps!r}")
@@ -170,12 +175,18 @@ def _validate_inputs(
     lengths["tasks"] = len(tasks)
     if subtasks is not None:
         lengths["subtasks"] = len(subtasks)
+    if reasoning is not None:
+        lengths["reasoning"] = len(reasoning)
     if len(set(lengths.values())) != 1:
         raise ValueError(f"inconsistent number of frames T per key: {lengths}")
     length = lengths["tasks"]
     if length == 0:
         raise ValueError("an episode needs at least one frame")
-    for name, texts in (("tasks", tasks), ("subtasks", subtasks or [])):
+    for name, texts in (
+        ("tasks", tasks),
+        ("subtasks", subtasks or []),
+        ("reasoning", reasoning or []),
+    ):
         bad = [t for t in texts if not isinstance(t, str) or not t]
         if bad:
             raise ValueError(f"{name} must be non-empty strings, got {bad[0]!r}")
@@ -207,6 +218,7 @@ def _frames_table(
     features: dict[str, Feature],
     tasks: list[str],
     subtasks: list[str] | None,
+    reasoning: list[str] | None = None,
 ) -> pa.Table:
     """Per-frame columns of one episode; images and depth are PNG-encoded here (in the worker)."""
     cols: dict[str, pa.Array] = {}
@@ -233,6 +245,8 @@ def _frames_table(
     cols["task"] = pa.array(tasks, type=pa.string())
     if subtasks is not None:
         cols["subtask"] = pa.array(subtasks, type=pa.string())
+    if reasoning is not None:
+        cols["reasoning"] = pa.array(reasoning, type=pa.string())
     return pa.table(cols)
 
 
@@ -259,6 +273,7 @@ def stage_episode(
     fps: int,
     extra: dict[str, Any] | None = None,
     subtasks: list[str] | None = None,
+    reasoning: list[str] | None = None,
 ) -> Path:
     """Validate, encode and publish one episode as ``staging_root/<episode_key>``.
 
@@ -267,7 +282,7 @@ def stage_episode(
     ignores and cleans. Staging a key again replaces the earlier staged episode.
     """
     _check_episode_key(episode_key)
-    arrays, length = _validate_inputs(frames, tasks, features, fps, subtasks, extra)
+    arrays, length = _validate_inputs(frames, tasks, features, fps, subtasks, extra, reasoning)
     fps = int(fps)
     staging_root = Path(staging_root)
     staging_root.mkdir(parents=True, exist_ok=True)
@@ -279,7 +294,8 @@ def stage_episode(
             if ft.dtype == "video":
                 (tmp / "videos").mkdir(exist_ok=True)
                 vid.encode_video(tmp / "videos" / f"{key}.mp4", arrays[key], fps, codec)
-        write_parquet(_frames_table(arrays, features, tasks, subtasks), tmp / _FRAMES)
+        table = _frames_table(arrays, features, tasks, subtasks, reasoning)
+        write_parquet(table, tmp / _FRAMES)
         write_json(_episode_stats(arrays, features), tmp / _STATS)
         meta = {
             "format": _STAGED_FORMAT,
@@ -289,6 +305,7 @@ def stage_episode(
             "video_codec": codec,
             "features": {k: feature_to_info(ft) for k, ft in features.items()},
             "has_subtasks": subtasks is not None,
+            "has_reasoning": reasoning is not None,
             "extra": {k: _plain_extra(k, v) for k, v in (extra or {}).items()},
         }
         write_json(meta, tmp / _EPISODE_JSON)
@@ -469,6 +486,10 @@ def consolidate(
     if len(with_sub) > 1:
         lacking = [m["episode_key"] for m in staged if not m["has_subtasks"]]
         raise ValueError(f"some episodes have subtasks and {lacking} do not")
+    with_reasoning = {bool(m.get("has_reasoning")) for m in staged}
+    if len(with_reasoning) > 1:
+        lacking = [m["episode_key"] for m in staged if not m.get("has_reasoning")]
+        raise ValueError(f"some episodes have reasoning texts and {lacking} do not")
     has_subtasks = with_sub == {True}
 
     out_root.parent.mkdir(parents=True, exist_ok=True)
@@ -522,8 +543,11 @@ def _build(
     task_ids: dict[str, int] = {}
     subtask_ids: dict[str, int] = {}
     frame_tables = []
+    frame_texts: list[list[str]] = []  # per episode, its frames' reasoning (if staged with it)
     for meta in staged:
         table = pq.read_table(meta["dir"] / _FRAMES)
+        if meta.get("has_reasoning"):
+            frame_texts.append(table.column("reasoning").to_pylist())
         for text in table.column("task").to_pylist():
             task_ids.setdefault(text, len(task_ids))
         if has_subtasks:
@@ -630,6 +654,12 @@ def _build(
     if has_subtasks:
         table = indexed_strings_table(list(subtask_ids), "subtask", SUBTASK_INDEX)
         write_parquet(table, root / SUBTASKS_PATH)
+    if staged[0].get("has_reasoning"):  # all or none (checked in consolidate)
+        texts = [t for table in frame_texts for t in table]
+        reasoning = pa.table(
+            {"index": pa.array(np.arange(len(texts), dtype=np.int64)), "reasoning": texts}
+        )
+        write_parquet(reasoning, root / REASONING_PATH)
 
     info = {
         "codebase_version": CODEBASE_VERSION,
