@@ -1,0 +1,173 @@
+"""One row of the ablation table: a recipe with one thing changed, trained at several seeds on the
+recipe's data and evaluated closed loop on its test layouts, pooled with a Wilson interval.
+
+    python benchmarks/ablate.py --data outputs/qs_s0/data --variant ema --seeds 0 1 2
+
+The data must be the recipe's (``embodia recipe --name quickstart`` writes it to
+``<output>/data``). Each seed's run goes to ``outputs/ablations/<variant>/s<seed>/run`` and its
+evaluation beside it; a run that already finished is evaluated again rather than retrained, so a
+variant that changes only the evaluation (e.g. ``exec4``) reuses ``base``'s checkpoints. The row
+(per task and pooled, with the commands' settings) is printed as a Markdown table row and written to
+``outputs/ablations/<variant>/row.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from embodia.configs.eval import RolloutConfig
+from embodia.configs.recipes import recipe
+from embodia.configs.train import TrainConfig
+from embodia.evaluation.rollout import run_rollouts
+from embodia.evaluation.stats import rate_summary
+from embodia.training import state as ckpt
+from embodia.training.trainer import train
+from embodia.utils.fs import atomic_write_text
+
+#: name -> (what changed, overrides of the stage, of the training run, of the evaluation, runs of)
+VARIANTS: dict[str, tuple[str, dict, dict, dict, str | None]] = {
+    "base": ("the recipe as it is", {}, {}, {}, None),
+    "exec4": (
+        "4 actions executed per chunk (base's checkpoints)",
+        {},
+        {},
+        {"execute_steps": 4},
+        "base",
+    ),
+    "exec16": (
+        "16 actions executed per chunk (base's checkpoints)",
+        {},
+        {},
+        {"execute_steps": 16},
+        "base",
+    ),
+    "ema": ("EMA of the weights, decay 0.995", {}, {"ema": 0.995}, {}, None),
+    "no-vqa": (
+        "episodes only (no embodied-VQA samples)",
+        {"mixture": {"episodes": 1.0}},
+        {},
+        {},
+        None,
+    ),
+    "no-shift": ("no random-shift augmentation", {"image_shift": 0}, {}, {}, None),
+    "lr3e-4": ("learning rate 3e-4", {"lr": 3e-4}, {}, {}, None),
+}
+
+
+def _stage_file(stages, path: Path) -> Path:
+    rows = []
+    for s in stages:
+        d = asdict(s)
+        d["trainable"] = list(s.trainable)
+        rows.append(d)
+    atomic_write_text(path, json.dumps(rows, indent=2))
+    return path
+
+
+def _finished(run: Path, steps: int) -> bool:
+    try:
+        last = ckpt.latest_checkpoint(run)
+    except FileNotFoundError:
+        return False
+    return last is not None and ckpt.load_trainer_state(last).global_step >= steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--recipe", default="quickstart")
+    ap.add_argument("--variant", choices=sorted(VARIANTS), required=True)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--output", type=Path, default=Path("outputs/ablations"))
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+
+    rec = recipe(args.recipe)
+    what, stage_over, train_over, eval_over, runs_of = VARIANTS[args.variant]
+    stages = [replace(s, **stage_over) for s in rec.stages]
+    steps = sum(s.steps for s in stages)
+    out = args.output / args.variant
+    per_seed = {}
+    for seed in args.seeds:
+        seed_dir = out / f"s{seed}"
+        run = (args.output / runs_of / f"s{seed}" / "run") if runs_of else seed_dir / "run"
+        train_s = None
+        if not _finished(run, steps):
+            if runs_of:
+                raise SystemExit(f"{run}: run variant {runs_of!r} for seed {seed} first")
+            seed_dir.mkdir(parents=True, exist_ok=True)
+            tic = time.perf_counter()
+            train(
+                TrainConfig(
+                    datasets=(args.data,),
+                    output=run,
+                    preset=rec.preset,
+                    curriculum_file=_stage_file(stages, seed_dir / "stages.json"),
+                    batch_size=rec.batch_size,
+                    seed=seed,
+                    workers=args.workers,
+                    checkpoint_every=10**9,
+                    log_with="none",
+                    **train_over,
+                )
+            )
+            train_s = time.perf_counter() - tic
+        ev = replace(rec.eval, **eval_over)
+        result_dir = run_rollouts(
+            RolloutConfig(
+                checkpoint=run,
+                split="test",
+                tasks=rec.tasks,
+                episodes_per_task=ev.episodes_per_task,
+                execute_steps=ev.execute_steps,
+                max_steps=ev.max_steps,
+                levels=ev.levels,
+                workers=args.workers,
+                videos=0,
+                output=seed_dir / "eval",
+            )
+        )
+        res = json.loads((result_dir / "results.json").read_text())["results"]
+        per_seed[seed] = {
+            "overall": res["overall"],
+            "per_task": {t: v["successes"] for t, v in res["per_task"].items()},
+            "episodes_per_task": ev.episodes_per_task,
+            "train_s": train_s,
+        }
+        print(
+            f"seed {seed}: {res['overall']['successes']}/{res['overall']['episodes']}", flush=True
+        )
+
+    tasks = list(next(iter(per_seed.values()))["per_task"])
+    wins = sum(r["overall"]["successes"] for r in per_seed.values())
+    n = sum(r["overall"]["episodes"] for r in per_seed.values())
+    pooled = rate_summary(wins, n)
+    lo, hi = pooled["ci95"]
+    task_cells = [
+        f"{sum(r['per_task'][t] for r in per_seed.values())}/"
+        f"{sum(r['episodes_per_task'] for r in per_seed.values())}"
+        for t in tasks
+    ]
+    seed_cells = " / ".join(f"{100 * r['overall']['rate']:.1f}" for r in per_seed.values())
+    row = {
+        "variant": args.variant,
+        "what": what,
+        "seeds": args.seeds,
+        "per_seed": per_seed,
+        "pooled": pooled,
+        "tasks": tasks,
+        "overrides": {"stage": stage_over, "train": train_over, "eval": eval_over},
+    }
+    atomic_write_text(out / "row.json", json.dumps(row, indent=2))
+    print(
+        f"| {args.variant} | {what} | {seed_cells} | {wins}/{n} = {100 * pooled['rate']:.1f}% "
+        f"({100 * lo:.1f}-{100 * hi:.1f}) | " + " | ".join(task_cells) + " |"
+    )
+
+
+if __name__ == "__main__":
+    main()
