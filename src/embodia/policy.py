@@ -343,7 +343,8 @@ class Policy:
         return {"text": text, **_parse_cot(text, levels)}
 
     def depth(self, obs: dict[str, Any]) -> dict[str, Any]:
-        """Metric depth per camera from the checkpoint's depth generator (GEM), if it has one.
+        """Depth per camera (metres) from the checkpoint's depth generator (GEM), if it has one;
+        ``metric`` says whether its scale is real (see ``DepthHead.generate``).
 
         ``model.generate_depth(samples)`` returns a ``DepthOutput`` whose ``depth`` holds one
         (R, R) map in metres per image, the images of a sample in view order.
@@ -370,7 +371,11 @@ class Policy:
             )
         if len(maps) != len(cams):
             raise RuntimeError(f"depth generator returned {len(maps)} maps for {len(cams)} images")
-        return {"depth": {c: _to_numpy(m) for c, m in zip(cams, maps, strict=True)}, "units": "m"}
+        # metric: metres from the images alone (a predicted or fixed scale); False = relative
+        # depth (GEM's percentile maps without a scale head) decoded with fixed bounds
+        metric = bool(getattr(out, "metric", True))
+        depth = {c: _to_numpy(m) for c, m in zip(cams, maps, strict=True)}
+        return {"depth": depth, "units": "m", "metric": metric}
 
     def _flow_noise(self, observations: list[dict[str, Any]]):
         """The flow's starting noise, one (H, template dim) draw per observation.

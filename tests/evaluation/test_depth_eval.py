@@ -74,6 +74,7 @@ class _FakeDepth:
     def __init__(self, checkpoint, device="cpu"):
         self.checkpoint = checkpoint
         self.has_depth = True
+        self.depth_scale = "truth x 1.1 (a test stand-in)"
 
     def depth(self, image, camera):
         return _TRUTH[np.ascontiguousarray(image).tobytes()] * 1.1
@@ -103,3 +104,26 @@ def test_run_depth_end_to_end(engine_dataset, tiny_checkpoint, monkeypatch, tmp_
     assert doc["results"]["median_scaled"]["abs_rel"] == pytest.approx(0.0, abs=1e-4)
     assert (out / "depth_grid.png").stat().st_size > 1000
     assert "AbsRel" in (out / "report.md").read_text()
+
+
+def test_run_depth_on_a_real_depth_checkpoint_is_metric_from_rgb_alone(engine_dataset, tmp_path):
+    """Not a stand-in: a tiny GEM model (random weights) saved as a checkpoint goes through the
+    real generation path, and its protocol says the scale is predicted (metric from RGB alone;
+    tests/models/depth/test_overfit.py checks that ground truth never enters generation)."""
+    import torch
+
+    from embodia.configs.depth import depth_preset
+    from embodia.configs.model import preset
+    from embodia.models.embodied import EmbodiedModel
+
+    cfg = preset("tiny")
+    cfg.depth = depth_preset("tiny")
+    torch.manual_seed(0)
+    ckpt = EmbodiedModel(cfg).save_pretrained(tmp_path / "gem-tiny")
+    out = run_depth(
+        DepthConfig(checkpoint=ckpt, dataset=engine_dataset, output=tmp_path / "depth", grid=0)
+    )
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["protocol"]["scale"].startswith("predicted")
+    m = doc["results"]["metrics"]
+    assert m["images"] == 2 and np.isfinite(m["abs_rel"]) and 0 <= m["delta1"] <= 1

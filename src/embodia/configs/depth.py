@@ -20,6 +20,7 @@ Objective = Literal["depth", "rgb", "regression", "none"]
 Encoding = Literal["colormap", "inverse"]
 Normalization = Literal["percentile", "fixed"]
 TimeSampling = Literal["uniform", "logit-normal"]
+Scale = Literal["predicted", "none"]
 
 
 @dataclass
@@ -70,6 +71,12 @@ class DepthConfig:
     """``percentile``: inverse depth scaled between its per-image 2nd/98th percentiles (GEM; scale
     comes back from ground truth when scoring); ``fixed``: between 1/far and 1/near (metric)."""
     percentiles: tuple[float, float] = (2.0, 98.0)
+    scale: Scale = "predicted"
+    """How a ``percentile`` map gets back to metres without ground truth. ``predicted``: a small
+    head on the same condition tokens predicts each image's inverse-depth percentile range (trained
+    with the depth loss, on metric data), so generated depth is metric from RGB alone.
+    ``none``: GEM's relative depth only; metres need the range from ground truth (``aligned``),
+    else the fixed [1/far, 1/near] bounds are used and the scale is wrong."""
     near: float = 0.02
     far: float = 4.0
     resolution: int | None = None  # generated map size; None = the model's image_size
@@ -93,6 +100,8 @@ class DepthConfig:
             raise ValueError("depth.steps must be at least 1")
         if not 0 < self.near < self.far:
             raise ValueError(f"depth.near {self.near} and far {self.far} need 0 < near < far")
+        if self.scale not in ("predicted", "none"):
+            raise ValueError(f"depth.scale must be 'predicted' or 'none', not {self.scale!r}")
         lo, hi = self.percentiles
         if not 0 <= lo < hi <= 100:
             raise ValueError(f"depth.percentiles {self.percentiles} need 0 <= lo < hi <= 100")
@@ -106,6 +115,8 @@ class DepthConfig:
             codec["widths"] = tuple(codec["widths"])
         if "percentiles" in data:
             data["percentiles"] = tuple(data["percentiles"])
+        # checkpoints from before the scale head decode as they always did
+        data.setdefault("scale", "none")
         return cls(dit=dit, codec=CodecConfig(**codec), **data)
 
 

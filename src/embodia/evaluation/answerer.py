@@ -46,6 +46,11 @@ class Answerer:
         heads = getattr(self.model, "aux_heads", None)
         return heads is not None and "depth" in heads
 
+    @property
+    def depth_scale(self) -> str:
+        """Where the depth generator's metres come from (``DepthHead.scale_source``)."""
+        return self.model.aux_heads["depth"].scale_source
+
     def answer(self, images: dict[str, np.ndarray], question: str, max_new_tokens: int) -> str:
         if self.policy is not None:
             obs = {"images": images, "question": question, "max_new_tokens": max_new_tokens}

@@ -7,7 +7,9 @@ resolution (bilinear) and scored on valid pixels with the shared metrics
 (:func:`embodia.models.depth.metrics.depth_metrics`: AbsRel and delta < 1.25, per image, then
 averaged). Also reported: the same after per-image median scaling (scale-invariant, as relative
 depth is usually compared) and the mean-depth baseline, which knows each image's scale but no
-structure.
+structure. The protocol records where the model's metres come from (``scale``): a predicted
+scale or a fixed range is metric; GEM's relative encoding without a scale head is not, and only
+its median-scaled figures mean anything.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ def run_depth(cfg: DepthConfig) -> Path:
         "resize": "prediction -> ground-truth size, bilinear",
         "metrics": "embodia.models.depth.metrics.depth_metrics (per image, then mean)",
         "generation": "RGB only; no ground-truth scale alignment (median_scaled is reported apart)",
+        "scale": model.depth_scale,
     }
     write_results(out, "depth", protocol, summary)
     grid = None
@@ -139,9 +142,12 @@ def run_depth(cfg: DepthConfig) -> Path:
             ],
         )
     depth_report(out, protocol, summary, grid)
-    m = summary["metrics"]
+    m, ms, base = summary["metrics"], summary["median_scaled"], summary["mean_depth_baseline"]
     print(
-        f"depth AbsRel {m['abs_rel']:.4f}, delta<1.25 {m['delta1']:.1%} on {m['images']} images; "
-        f"wrote {out / 'results.json'} and {out / 'report.md'}"
+        f"depth from RGB alone (scale: {protocol['scale']}): AbsRel {m['abs_rel']:.4f}, "
+        f"delta<1.25 {m['delta1']:.1%} on {m['images']} images; median-scaled AbsRel "
+        f"{ms['abs_rel']:.4f} (delta<1.25 {ms['delta1']:.1%}); mean-depth baseline (knows each "
+        f"image's scale) AbsRel {base['abs_rel']:.4f}; wrote {out / 'results.json'} and "
+        f"{out / 'report.md'}"
     )
     return out

@@ -42,8 +42,10 @@ def test_none_is_the_model_without_the_head(batch_samples):
 def test_rgb_changes_only_the_target(batch_samples):
     depth, rgb = depth_model("depth"), depth_model("rgb")
     sd_d, sd_r = depth.state_dict(), rgb.state_dict()
-    assert sd_d.keys() == sd_r.keys()
-    assert all(torch.equal(sd_d[k], sd_r[k]) for k in sd_d)  # same modules, same weights
+    # same modules, same weights; only depth has a metric scale to predict (the range head)
+    scale = {k for k in sd_d if k.startswith("aux_heads.depth.range_head.")}
+    assert scale and set(sd_d) - scale == set(sd_r)
+    assert all(torch.equal(sd_d[k], sd_r[k]) for k in sd_r)
     batch = depth.collate(batch_samples)
     img_d, _, has_d, _ = depth.aux_heads["depth"].targets(depth, batch)
     img_r, _, has_r, _ = rgb.aux_heads["depth"].targets(rgb, batch)
@@ -63,8 +65,9 @@ def test_rgb_changes_only_the_target(batch_samples):
 def test_regression_changes_only_the_generator(batch_samples):
     gen, reg = depth_model("depth"), depth_model("regression")
     sd_g, sd_r = gen.state_dict(), reg.state_dict()
-    head_g = {k for k in sd_g if k.startswith("aux_heads.depth.") and "connector" not in k}
-    head_r = {k for k in sd_r if k.startswith("aux_heads.depth.") and "connector" not in k}
+    own = ("connector", "range_head")  # shared by both arms (each has a scale to predict)
+    head_g = {k for k in sd_g if k.startswith("aux_heads.depth.") and not any(o in k for o in own)}
+    head_r = {k for k in sd_r if k.startswith("aux_heads.depth.") and not any(o in k for o in own)}
     assert all(k.startswith(("aux_heads.depth.dit.", "aux_heads.depth.codec.")) for k in head_g)
     assert head_r and all(k.startswith("aux_heads.depth.regressor.") for k in head_r)
     shared = set(sd_g) - head_g

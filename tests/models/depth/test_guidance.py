@@ -107,7 +107,10 @@ def test_generate_depth_steps_and_guidance_are_configurable():
     assert seen == [6, 6]
     assert out.depth.shape == (3, 64, 64) and out.rows == [0, 1, 1]
     assert torch.isfinite(out.depth).all() and (out.depth > 0).all()
-    assert out.aligned.all()  # percentile maps decoded with the samples' own depth range
+    # the predicted scale decodes to metres from RGB; the samples' own depth is never used
+    assert out.metric and not out.aligned.any()
+    relative = depth_model(scale="none").eval()
+    assert relative.generate_depth(samples, steps=2).aligned.all()  # GEM's relative maps
     a = model.generate_depth(samples, steps=2, generator=torch.Generator().manual_seed(1)).depth
     b = model.generate_depth(samples, steps=2, generator=torch.Generator().manual_seed(1)).depth
     assert torch.equal(a, b)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -62,13 +64,19 @@ def test_tiny_model_overfits_engine_depth(engine_frames, tmp_path):
     out = model.generate_depth(
         samples, generator=torch.Generator().manual_seed(0)
     )  # CFG 5, 30 steps
+    # metres from RGB alone: the samples' ground truth does not enter generation
+    assert out.metric and not out.aligned.any()
+    blind_to_gt = [dataclasses.replace(s, depths=None) for s in samples]
+    same = model.generate_depth(blind_to_gt, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(same.depth, out.depth)
     ours = depth_metrics(out.depth, gt)
-    baseline = mean_depth_baseline(gt)  # each image's own mean depth, everywhere
+    baseline = mean_depth_baseline(gt)  # each image's own mean depth everywhere: knows the scale
     print(
         f"overfit AbsRel {ours['abs_rel']:.3f} (delta1 {ours['delta1']:.3f}) vs mean depth "
         f"{baseline['abs_rel']:.3f} (delta1 {baseline['delta1']:.3f})"
     )
-    assert ours["abs_rel"] < 0.5 * baseline["abs_rel"], (ours, baseline)
+    # (decoding with GEM's fixed fallback bounds instead of the predicted scale: AbsRel ~0.9)
+    assert ours["abs_rel"] < 0.6 * baseline["abs_rel"], (ours, baseline)
     # each map is its own image's: closer to it than to the other camera's view
     for i in range(4):
         own = depth_metrics(out.depth[i], gt[i])["abs_rel"]

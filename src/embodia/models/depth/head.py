@@ -10,6 +10,11 @@ velocity of the encoded depth's latent (frozen codec). ``objective`` is the abla
 changes only what it names: ``rgb`` swaps the target for the image itself (same images, same
 modules), ``regression`` swaps the generator for a dense regression head (same connector);
 ``none`` builds no head at all.
+
+Metres without ground truth: GEM's percentile encoding is relative (each map is normalised by its
+own inverse-depth range), so decoding needs that range. With ``scale="predicted"`` (the default)
+a small :class:`RangeHead` predicts it from the same condition tokens, trained beside the
+generator on the ground truth's range, so ``generate`` returns metric depth from RGB alone.
 """
 
 from __future__ import annotations
@@ -39,6 +44,33 @@ from embodia.models.depth.regression import DenseRegressionHead
 from embodia.models.depth.tokens import image_rows, image_token_states, unpatchify_rgb
 
 
+class RangeHead(nn.Module):
+    """Each image's inverse-depth percentile range from its mean-pooled condition tokens.
+
+    Predicts (log lo, log(hi - lo)) in log 1/m, so the range is positive and ordered by
+    construction; trained with an L1 loss in that space (relative errors, equal for near and far
+    cameras)."""
+
+    def __init__(self, width: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(width), nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, 2)
+        )
+
+    def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        """(N, tokens, width) -> (N, 2) log-space range."""
+        return self.net(cond.mean(dim=1))
+
+    @staticmethod
+    def target(rng: DepthRange) -> torch.Tensor:
+        return torch.stack([rng.lo.log(), (rng.hi - rng.lo).clamp(min=1e-6).log()], dim=1)
+
+    @staticmethod
+    def to_range(pred: torch.Tensor) -> DepthRange:
+        lo = pred[:, 0].float().exp()
+        return DepthRange(lo, lo + pred[:, 1].float().exp())
+
+
 @dataclass
 class DepthOutput:
     image: torch.Tensor  # (N, C, R, R) generated encoding (or RGB) in [-1, 1], one per image
@@ -46,6 +78,9 @@ class DepthOutput:
     rows: list[int]  # the sample each image belongs to (images in sample, then view order)
     ranges: DepthRange | None  # inverse-depth range each map was decoded with
     aligned: torch.Tensor | None  # (N,) bool: range taken from ground truth (percentile mode)
+    metric: bool = (
+        False  # the maps are in metres without any ground truth (predicted or fixed range)
+    )
 
 
 def condition_width(cfg: DepthConfig) -> int:
@@ -69,6 +104,15 @@ class DepthHead(nn.Module):
         self.resolution = cfg.resolution or image_size
         # The connector is built first so every objective starts from the same connector weights.
         self.connector = Connector(hidden_size, condition_width(cfg))
+        self.range_head = None
+        if (
+            cfg.objective != "rgb"
+            and cfg.normalization == "percentile"
+            and cfg.scale == "predicted"
+        ):
+            # on a fork of the RNG: every arm's generator / regressor starts as it would without it
+            with torch.random.fork_rng(devices=[]):
+                self.range_head = RangeHead(self.connector.out_dim)
         self.codec = self.dit = self.regressor = None
         if cfg.objective == "regression":
             if self.resolution % self.grid[0]:
@@ -97,6 +141,23 @@ class DepthHead(nn.Module):
             )
         self.latent_size = self.resolution // self.codec.compression
         self.dit = build_dit(cfg, self.codec.latent_channels, self.latent_size)
+
+    @property
+    def scale_source(self) -> str:
+        """Where generated maps get their metres from, with no ground truth in the request."""
+        if self.cfg.objective == "rgb":
+            return "none (generates RGB)"
+        if self.range_head is not None:
+            return "predicted (metric from RGB alone)"
+        if self.cfg.normalization == "fixed":
+            return f"fixed inverse-depth range [1/{self.cfg.far}, 1/{self.cfg.near}] (metric)"
+        return "none (GEM's relative depth decoded with fixed bounds: the scale is not metric)"
+
+    @property
+    def metric(self) -> bool:
+        return self.cfg.objective != "rgb" and (
+            self.range_head is not None or self.cfg.normalization == "fixed"
+        )
 
     # ------------------------------------------------------------------ inputs
 
@@ -134,10 +195,14 @@ class DepthHead(nn.Module):
     def compute_loss(self, model, batch: dict, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
         if "depth" not in batch or "image_grid_thw" not in batch:
             return {}
-        image, valid, has, _ = self.targets(model, batch)
+        image, valid, has, rng = self.targets(model, batch)
         if not bool(has.any()):
             return {}
         cond = self.conditions(model, batch, hidden)[has]
+        scale_loss = 0.0
+        if self.range_head is not None:  # the metric scale, from the undropped condition
+            want = RangeHead.target(DepthRange(rng.lo[has], rng.hi[has])).to(cond.dtype)
+            scale_loss = F.l1_loss(self.range_head(cond).float(), want.float())
         if self.training:
             cond, _ = drop_condition(cond, self.cfg.cond_dropout)
         image, valid = image[has].to(cond.dtype), valid[has]
@@ -145,7 +210,7 @@ class DepthHead(nn.Module):
             pred = self.regressor(cond, self.grid)
             mask = valid[:, None].to(pred.dtype)
             err = (pred - image).abs() * mask
-            return {"depth": err.sum() / (mask.sum() * pred.shape[1]).clamp(min=1.0)}
+            return {"depth": err.sum() / (mask.sum() * pred.shape[1]).clamp(min=1.0) + scale_loss}
         with torch.no_grad():
             latents = self.codec.encode(image)
         s = sample_noise_level(latents.shape[0], self.cfg.time_sampling, device=latents.device)
@@ -156,7 +221,7 @@ class DepthHead(nn.Module):
         cell = F.max_pool2d(valid[:, None].to(pred.dtype), c) if c > 1 else valid[:, None]
         cell = cell.to(pred.dtype)
         err = (pred.float() - target.float()) ** 2 * cell
-        return {"depth": err.sum() / (cell.sum() * pred.shape[1]).clamp(min=1.0)}
+        return {"depth": err.sum() / (cell.sum() * pred.shape[1]).clamp(min=1.0) + scale_loss}
 
     # ------------------------------------------------------------------ sampling
 
@@ -172,8 +237,10 @@ class DepthHead(nn.Module):
         """Every image's map: Euler steps with classifier-free guidance, decoded to metres.
 
         Takes a collated batch or a list of ``EmbodiedSample`` (only their prompts are encoded).
-        With ``percentile`` normalisation the decoded scale comes from the samples' ground-truth
-        depth when they carry it (``aligned``), otherwise from [1/far, 1/near].
+        Metres: ``fixed`` normalisation and ``scale="predicted"`` decode from the image alone
+        (``metric``; ground truth in the batch is never used). Otherwise (GEM's relative depth)
+        the range comes from the samples' ground-truth depth when they carry it (``aligned``),
+        else from [1/far, 1/near].
         """
         guidance = self.cfg.guidance if guidance is None else guidance
         steps = steps or self.cfg.steps
@@ -196,6 +263,15 @@ class DepthHead(nn.Module):
         if self.cfg.objective == "rgb":
             return DepthOutput(image, None, rows, None, None)
         n = image.shape[0]
+        if self.range_head is not None:
+            rng = RangeHead.to_range(self.range_head(cond))
+            aligned = torch.zeros(n, dtype=torch.bool, device=image.device)
+            return DepthOutput(image, decode_depth(image, rng, self.cfg), rows, rng, aligned, True)
+        if self.cfg.normalization == "fixed":
+            dummy = torch.zeros(n, 1, 1, device=image.device)
+            rng = inverse_range(dummy, dummy > 0, self.cfg)
+            aligned = torch.zeros(n, dtype=torch.bool, device=image.device)
+            return DepthOutput(image, decode_depth(image, rng, self.cfg), rows, rng, aligned, True)
         if "depth" in batch:
             gt = resize_depth(batch["depth"].float(), self.resolution)
             rng = inverse_range(gt, gt > 0, self.cfg)
