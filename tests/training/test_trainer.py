@@ -72,8 +72,10 @@ def config(dataset, tmp_path, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def flow_stage_file(tmp_path: Path, steps: int, trainable=("all",)) -> Path:
+def flow_stage_file(tmp_path: Path, steps: int, trainable=("all",), depth: float = 0.0) -> Path:
+    """One flow stage (plus GEM's depth loss at weight ``depth`` when it is not 0)."""
     path = tmp_path / "stages.json"
+    weights = {"flow": 1.0, **({"depth": depth} if depth else {})}
     path.write_text(
         json.dumps(
             [
@@ -81,7 +83,7 @@ def flow_stage_file(tmp_path: Path, steps: int, trainable=("all",)) -> Path:
                     "name": "flow",
                     "steps": steps,
                     "trainable": list(trainable),
-                    "loss_weights": {"flow": 1.0},
+                    "loss_weights": weights,
                     "mixture": {"episodes": 1.0},
                     "action_modes": {"flow": 1.0},
                     "lr": 1e-3,
@@ -125,18 +127,51 @@ def test_each_wall_oss_stage_trains_exactly_its_groups(dataset, init_ckpt, tmp_p
     assert changed <= allowed, sorted(changed - allowed)[:5]
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_resume_after_interrupt_reproduces_the_losses(dataset, tmp_path, monkeypatch, ema):
-    """With EMA on, resume must continue the optimizer's own weights (the same losses) and the
-    average (the same served weights at the end)."""
-    stages = flow_stage_file(tmp_path, steps=6)
-    full = config(dataset, tmp_path / "a", curriculum_file=stages, checkpoint_every=3, ema=ema)
-    train(full)
-    expected = [r["flow"] for r in read_metrics(full.output / "metrics.jsonl")]
+def gem_init(depth_codec: Path, directory: Path, dit: bool) -> Path:
+    """A tiny GEM model with a depth head (and GEM-VLA's DiT action expert when ``dit``)."""
+    from embodia.configs.depth import CodecConfig, depth_preset, gem_action_dit
+    from embodia.configs.model import preset
 
-    interrupted = config(
-        dataset, tmp_path / "b", curriculum_file=stages, checkpoint_every=3, ema=ema
-    )
+    mcfg = preset("tiny")
+    mcfg.action.horizon = 8
+    mcfg.depth = depth_preset("tiny", codec=CodecConfig(path=str(depth_codec)))
+    if dit:
+        mcfg.action.expert, mcfg.action.dit = "gem-dit", gem_action_dit("tiny")
+    torch.manual_seed(0)
+    EmbodiedModel(mcfg).save_pretrained(directory)
+    return directory
+
+
+def variant_kwargs(variant: str, tmp_path: Path, depth_codec: Path, steps: int) -> dict:
+    """Training settings of a test variant: the in-backbone flow expert alone, with GEM's depth
+    head (depth loss 0.1), or GEM-VLA's DiT expert with the depth head."""
+    if variant == "flow":
+        return {"curriculum_file": flow_stage_file(tmp_path, steps=steps)}
+    init = gem_init(depth_codec, tmp_path / f"init-{variant}", dit=variant == "gem-dit")
+    return {
+        "init": init,
+        "horizon": None,
+        "curriculum_file": flow_stage_file(tmp_path, steps=steps, depth=0.1),
+    }
+
+
+@pytest.mark.parametrize(
+    ("variant", "ema"), [("flow", 0.0), ("flow", 0.9), ("gem", 0.0), ("gem-dit", 0.0)]
+)
+def test_resume_after_interrupt_reproduces_the_losses(
+    dataset, depth_codec, tmp_path, monkeypatch, variant, ema
+):
+    """Every random number of a step (flow time and noise, the depth generator's noise level,
+    noise and condition dropout, the DiT expert's time and noise) is drawn from the sample's own
+    stream, so a resumed run computes exactly the uninterrupted run's losses. With EMA on, resume
+    also continues the optimizer's own weights and the average."""
+    kw = variant_kwargs(variant, tmp_path, depth_codec, steps=6)
+    full = config(dataset, tmp_path / "a", checkpoint_every=3, ema=ema, **kw)
+    train(full)
+    terms = ("flow", "depth") if variant != "flow" else ("flow",)
+    expected = [[r[t] for t in terms] for r in read_metrics(full.output / "metrics.jsonl")]
+
+    interrupted = config(dataset, tmp_path / "b", checkpoint_every=3, ema=ema, **kw)
     real_save = ckpt.save_checkpoint
 
     def save_then_die(*args, **kwargs):
@@ -148,18 +183,10 @@ def test_resume_after_interrupt_reproduces_the_losses(dataset, tmp_path, monkeyp
         train(interrupted)
     monkeypatch.setattr(ckpt, "save_checkpoint", real_save)
     assert ckpt.load_trainer_state(ckpt.latest_checkpoint(interrupted.output)).stage_step == 3
-    train(
-        config(
-            dataset,
-            tmp_path / "b",
-            curriculum_file=stages,
-            checkpoint_every=3,
-            resume=True,
-            ema=ema,
-        )
-    )
+    torch.manual_seed(1234)  # the global RNG is not what it was: nothing may depend on it
+    train(config(dataset, tmp_path / "b", checkpoint_every=3, resume=True, ema=ema, **kw))
     rows = read_metrics(interrupted.output / "metrics.jsonl")
-    got = {r["global_step"]: r["flow"] for r in rows}
+    got = {r["global_step"]: [r[t] for t in terms] for r in rows}
     assert sorted(got) == list(range(1, 7))
     np.testing.assert_allclose([got[s] for s in range(1, 7)], expected, rtol=1e-5, atol=1e-6)
     served_full = _weights(ckpt.latest_checkpoint(full.output))
@@ -211,10 +238,15 @@ def _cli_train(args: list[str], nproc: int) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_two_process_ddp_matches_one_process(dataset, init_ckpt, tmp_path):
-    """Same global batch: per-sample data and noise do not depend on the world size, and the flow
-    loss has the same number of terms per sample, so the per-step losses agree."""
-    stages = flow_stage_file(tmp_path, steps=3)
+@pytest.mark.parametrize("variant", ["flow", "gem", "gem-dit"])
+def test_two_process_ddp_matches_one_process(dataset, init_ckpt, depth_codec, tmp_path, variant):
+    """Same global batch: per-sample data and every random number (models/noise.py) do not
+    depend on the world size, and each loss has the same number of terms per sample, so the
+    per-step losses agree. Ranks seeded alike but drawing from a global RNG would give both ranks
+    the same noise for different samples, and these losses would differ."""
+    kw = variant_kwargs(variant, tmp_path, depth_codec, steps=3)
+    init = kw.get("init", init_ckpt)
+    terms = ("flow", "depth") if variant != "flow" else ("flow",)
     runs = {}
     for nproc in (1, 2):
         out = tmp_path / f"w{nproc}"
@@ -225,9 +257,9 @@ def test_two_process_ddp_matches_one_process(dataset, init_ckpt, tmp_path):
                 "--output",
                 str(out),
                 "--init",
-                str(init_ckpt),
+                str(init),
                 "--curriculum-file",
-                str(stages),
+                str(kw["curriculum_file"]),
                 "--batch-size",
                 "4",
                 "--workers",
@@ -240,7 +272,7 @@ def test_two_process_ddp_matches_one_process(dataset, init_ckpt, tmp_path):
             ],
             nproc,
         )
-        runs[nproc] = [r["flow"] for r in read_metrics(out / "metrics.jsonl")]
+        runs[nproc] = [[r[t] for t in terms] for r in read_metrics(out / "metrics.jsonl")]
     assert len(runs[1]) == 3
     np.testing.assert_allclose(runs[2], runs[1], rtol=1e-4, atol=1e-5)
 

@@ -24,6 +24,7 @@ from embodia.data.lerobot_v3.reader import LeRobotV3Dataset
 from embodia.data.normalize import QuantileNormalizer
 from embodia.models.action_space import EMBODIMENTS, Embodiment
 from embodia.models.flow_head import sample_time
+from embodia.models.noise import SEED_KEY
 from embodia.models.sequence import DropConfig, EmbodiedSample, SequenceBuilder, collate
 
 
@@ -366,6 +367,8 @@ class Collator:
             noise.append(torch.randn(self.horizon, self.template_dim, generator=g))
         batch["flow_t"] = torch.stack(ts)
         batch["flow_noise"] = torch.stack(noise)
+        # the other objectives draw their numbers from streams of this seed (models/noise.py)
+        batch[SEED_KEY] = torch.tensor([seed for _, seed in items], dtype=torch.long)
         return batch
 
 

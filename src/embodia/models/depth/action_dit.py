@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from embodia.configs.depth import ActionDiTConfig
 from embodia.models.attention import ACTION, FAST, PAD
 from embodia.models.flow_head import flow_loss, sinusoidal_embedding
+from embodia.models.noise import sample_draws
 
 
 def block_layers(cfg: ActionDiTConfig, num_layers: int) -> list[int]:
@@ -146,10 +147,11 @@ class GemActionExpert(nn.Module):
         memories = [s[has] for s in self.layer_states()]
         actions = batch["actions"][has].to(memories[0].dtype)
         dof = batch["dof_mask"][has]
-        b = actions.shape[0]
-        z = torch.randn(b) * self.cfg.logit_normal_std + self.cfg.logit_normal_mean
+        # time and noise from each sample's own stream (models/noise.py)
+        draws = sample_draws(batch, "action-dit", has.nonzero()[:, 0].tolist())
+        z = draws.randn(1)[:, 0] * self.cfg.logit_normal_std + self.cfg.logit_normal_mean
         t = torch.sigmoid(z).to(actions.device, actions.dtype)
-        eps = torch.randn_like(actions)
+        eps = draws.randn(*actions.shape[1:]).to(actions.device, actions.dtype)
         noisy = (1 - t)[:, None, None] * eps + t[:, None, None] * actions
         pred = self.velocity(noisy, dof, t, memories, self.memory_mask(kinds[has]))
         return {"flow": flow_loss(pred.float(), (actions - eps).float(), dof)}

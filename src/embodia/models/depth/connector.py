@@ -30,10 +30,16 @@ class Connector(nn.Module):
         return x + pos[None]
 
 
-def drop_condition(cond: torch.Tensor, p: float, generator: torch.Generator | None = None):
-    """Zero each image's whole condition with probability ``p``; returns (cond, dropped (N,) bool)."""
+def drop_condition(
+    cond: torch.Tensor, p: float, generator: torch.Generator | None = None, uniforms=None
+):
+    """Zero each image's whole condition with probability ``p``; returns (cond, dropped (N,) bool).
+
+    ``uniforms`` (N,) in [0, 1): the per-image draws to compare with ``p`` (training passes its
+    per-sample streams, ``embodia.models.noise``); else drawn from ``generator``."""
     n = cond.shape[0]
     if p <= 0:
         return cond, torch.zeros(n, dtype=torch.bool, device=cond.device)
-    dropped = (torch.rand(n, generator=generator) < p).to(cond.device)
+    u = uniforms if uniforms is not None else torch.rand(n, generator=generator)
+    dropped = (u < p).to(cond.device)
     return cond * (~dropped).to(cond.dtype)[:, None, None], dropped

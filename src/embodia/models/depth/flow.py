@@ -16,13 +16,15 @@ Velocity = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def sample_noise_level(
-    n: int, kind: str, generator: torch.Generator | None = None, device=None
+    n: int, kind: str, generator: torch.Generator | None = None, device=None, draws=None
 ) -> torch.Tensor:
-    """(n,) noise levels s in (0, 1): uniform (GEM) or logit-normal (SD3-style)."""
+    """(n,) noise levels s in (0, 1): uniform (GEM) or logit-normal (SD3-style); from ``draws``
+    (:class:`embodia.models.noise.Draws`, one stream per item) when given, else ``generator``."""
     if kind == "uniform":
-        s = torch.rand(n, generator=generator)
+        s = draws.rand(1)[:, 0] if draws is not None else torch.rand(n, generator=generator)
     elif kind == "logit-normal":
-        s = torch.sigmoid(torch.randn(n, generator=generator))
+        z = draws.randn(1)[:, 0] if draws is not None else torch.randn(n, generator=generator)
+        s = torch.sigmoid(z)
     else:
         raise ValueError(f"unknown time sampling {kind!r}")
     return s.to(device)

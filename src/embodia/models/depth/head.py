@@ -42,6 +42,17 @@ from embodia.models.depth.encodings import (
 from embodia.models.depth.flow import euler_sample, noisy_latents, sample_noise_level
 from embodia.models.depth.regression import DenseRegressionHead
 from embodia.models.depth.tokens import image_rows, image_token_states, unpatchify_rgb
+from embodia.models.noise import sample_draws
+
+
+def _per_image_mean(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over images of each image's mean error on its valid cells (N, C, h, w), mask
+    (N, 1, h, w): every image weighs the same, however many valid pixels it has, so the loss of
+    a batch split over DDP ranks averages to the loss of the whole batch."""
+    per_image = (err * mask).flatten(1).sum(1) / (mask.flatten(1).sum(1) * err.shape[1]).clamp(
+        min=1
+    )
+    return per_image.mean()
 
 
 class RangeHead(nn.Module):
@@ -198,30 +209,38 @@ class DepthHead(nn.Module):
         image, valid, has, rng = self.targets(model, batch)
         if not bool(has.any()):
             return {}
-        cond = self.conditions(model, batch, hidden)[has]
+        cond = self.conditions(model, batch, hidden)
+        # every random number of an image from its sample's own stream (models/noise.py)
+        rows = image_rows(batch["input_ids"], model.special.image_pad, [cond.shape[1]] * len(cond))
+        views = [rows[:i].count(r) for i, r in enumerate(rows)]
+        picked = has.nonzero()[:, 0].tolist()
+        draws = sample_draws(batch, "depth", [rows[i] for i in picked], [views[i] for i in picked])
+        cond = cond[has]
         scale_loss = 0.0
         if self.range_head is not None:  # the metric scale, from the undropped condition
             want = RangeHead.target(DepthRange(rng.lo[has], rng.hi[has])).to(cond.dtype)
             scale_loss = F.l1_loss(self.range_head(cond).float(), want.float())
+        uniforms = draws.rand(1)[:, 0]  # drawn in training and eval alike: streams stay aligned
         if self.training:
-            cond, _ = drop_condition(cond, self.cfg.cond_dropout)
+            cond, _ = drop_condition(cond, self.cfg.cond_dropout, uniforms=uniforms)
         image, valid = image[has].to(cond.dtype), valid[has]
         if self.regressor is not None:
             pred = self.regressor(cond, self.grid)
             mask = valid[:, None].to(pred.dtype)
-            err = (pred - image).abs() * mask
-            return {"depth": err.sum() / (mask.sum() * pred.shape[1]).clamp(min=1.0) + scale_loss}
+            return {"depth": _per_image_mean((pred - image).abs(), mask) + scale_loss}
         with torch.no_grad():
             latents = self.codec.encode(image)
-        s = sample_noise_level(latents.shape[0], self.cfg.time_sampling, device=latents.device)
-        eps = torch.randn_like(latents)
+        s = sample_noise_level(
+            latents.shape[0], self.cfg.time_sampling, device=latents.device, draws=draws
+        )
+        eps = draws.randn(*latents.shape[1:]).to(latents.device, latents.dtype)
         x_s, target = noisy_latents(latents, eps, s.to(latents.dtype))
         pred = dit_velocity(self.dit, x_s, cond, s.to(latents.dtype))
         c = self.codec.compression
         cell = F.max_pool2d(valid[:, None].to(pred.dtype), c) if c > 1 else valid[:, None]
         cell = cell.to(pred.dtype)
-        err = (pred.float() - target.float()) ** 2 * cell
-        return {"depth": err.sum() / (cell.sum() * pred.shape[1]).clamp(min=1.0) + scale_loss}
+        err = (pred.float() - target.float()) ** 2
+        return {"depth": _per_image_mean(err, cell.float()) + scale_loss}
 
     # ------------------------------------------------------------------ sampling
 
