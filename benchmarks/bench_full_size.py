@@ -103,8 +103,6 @@ def run(name: str, args) -> None:
             f"{depth_s:.1f} s -> maps {tuple(depth.depth.shape)} metric={depth.metric}"
         )
     print(f"[{name}] peak resident memory so far: {peak_rss_gb():.1f} GB")
-    del model, batch
-    gc.collect()
 
 
 def main() -> None:
@@ -121,6 +119,7 @@ def main() -> None:
     print(f"device={args.device} threads={torch.get_num_threads()}")
     for name in args.presets:
         run(name, args)
+        gc.collect()  # the previous preset's weights go before the next is built
 
 
 if __name__ == "__main__":
