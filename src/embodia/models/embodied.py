@@ -32,7 +32,8 @@ from embodia.models.attention import (
     sequence_mask,
 )
 from embodia.models.backbone import QwenVLBackbone
-from embodia.models.flow_head import FlowActionHead, flow_loss, sample_time
+from embodia.models.flow import euler, interpolate, sample_time
+from embodia.models.flow_head import FlowActionHead, flow_loss
 from embodia.models.sequence import (
     IGNORE,
     Built,
@@ -248,8 +249,7 @@ class EmbodiedModel(nn.Module):
                     self.device,
                 ).to(self.dtype)
                 eps = torch.randn(actions.shape, generator=generator).to(self.device, self.dtype)
-            noisy = (1 - t)[:, None, None] * eps + t[:, None, None] * actions
-            target = actions - eps
+            noisy, target = interpolate(eps, actions, t)
         hidden = self.hidden_states(batch, noisy, t)
         losses: dict[str, torch.Tensor] = {}
         labels = batch["labels"][:, 1:]
@@ -445,11 +445,11 @@ class EmbodiedModel(nn.Module):
         h = self.cfg.action.horizon
         dof = batch["dof_mask"]
         if not use_cache:
-            steps = steps or self.cfg.action.flow_steps
-            x, dt = noise.to(self.device, self.dtype), 1.0 / steps
-            for k in range(steps):
-                t = torch.full((len(samples),), k * dt, device=self.device, dtype=self.dtype)
-                x = x + dt * self.flow.velocity(self.hidden_states(batch, x, t)[:, -h:])
+
+            def rerun(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return self.flow.velocity(self.hidden_states(batch, x, t)[:, -h:])
+
+            x = euler(rerun, noise.to(self.device, self.dtype), steps or self.cfg.action.flow_steps)
             return x * dof[:, None, :].to(x.dtype)
         positions = self._positions(batch)
         prefix = {
@@ -473,22 +473,25 @@ class EmbodiedModel(nn.Module):
         """The flow's Euler loop over a cached prefix: H action queries at positions
         ``next_pos + 0..H-1`` attend to the prefix's valid keys and to each other; each step's
         action keys are cropped off again, so every step sees the prefix alone."""
-        steps = steps or self.cfg.action.flow_steps
         b, h = dof.shape[0], self.cfg.action.horizon
-        x, dt = noise.to(self.device, self.dtype), 1.0 / steps
         mask = self._mask(action_query_mask(key_kinds, h, self.cfg.action.attention))
         offsets = torch.arange(h, device=self.device)
         action_pos = (next_pos[:, None] + offsets[None])[None].expand(3, b, h)
-        self.router.action_mask = torch.ones(b, h, dtype=torch.bool, device=self.device)
-        for k in range(steps):
-            t = torch.full((b,), k * dt, device=self.device, dtype=self.dtype)
-            tokens = self.flow.embed(x, dof, t)
-            hidden, cache = self.backbone.decode(
-                tokens, mask, action_pos, cache=cache, use_cache=True
+
+        def cached(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            hidden, _ = self.backbone.decode(
+                self.flow.embed(x, dof, t), mask, action_pos, cache=cache, use_cache=True
             )
             cache.crop(-h)  # drop this step's action keys: the next step sees only the prefix
-            x = x + dt * self.flow.velocity(hidden)
-        self.router.action_mask = None
+            return self.flow.velocity(hidden)
+
+        self.router.action_mask = torch.ones(b, h, dtype=torch.bool, device=self.device)
+        try:
+            x = euler(
+                cached, noise.to(self.device, self.dtype), steps or self.cfg.action.flow_steps
+            )
+        finally:
+            self.router.action_mask = None
         return x * dof[:, None, :].to(x.dtype)
 
     def _fast_from_ids(self, generated: list[list[int]]) -> ActionOutput:

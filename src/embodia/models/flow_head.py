@@ -1,10 +1,9 @@
 """Flow-matching action head on H `<|action|>` tokens (WALL-OSS / pi0 style rectified flow).
 
-Convention: t = 0 is pure noise, t = 1 the data: x_t = (1 - t) * eps + t * a, and the model
-predicts the velocity a - eps. Training draws t = (0.999 - Beta(1.5, 1)) / 0.999, which puts more
-weight near the noise end where the velocity is hardest to predict. Sampling integrates with Euler
-steps from t = 0 to 1. The loss is masked by the embodiment's DoF mask so robots with fewer action
-dimensions than the shared template train the same head.
+The time convention, interpolation, training-time distribution and Euler loop are
+``embodia.models.flow``'s (t = 0 noise, t = 1 data; the head predicts data - noise). The loss is
+masked by the embodiment's DoF mask so robots with fewer action dimensions than the shared
+template train the same head.
 """
 
 from __future__ import annotations
@@ -24,26 +23,6 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 100.0) -
     args = t.float()[:, None] * freqs[None] * max_period
     emb = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
     return emb if dim % 2 == 0 else torch.nn.functional.pad(emb, (0, 1))
-
-
-def sample_time(
-    batch: int,
-    alpha: float,
-    beta: float,
-    generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
-) -> torch.Tensor:
-    """t = (0.999 - b) / 0.999 with b ~ Beta(alpha, beta), reproducible under ``generator``.
-
-    Beta(alpha, 1) has CDF x^alpha, so b = U^(1/alpha) by inversion (and Beta(1, beta) likewise);
-    other shapes use torch's sampler, which takes no generator.
-    """
-    if beta == 1.0 or alpha == 1.0:
-        u = torch.rand(batch, generator=generator)
-        b = u ** (1.0 / alpha) if beta == 1.0 else 1.0 - u ** (1.0 / beta)
-    else:
-        b = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(beta)).sample((batch,))
-    return ((0.999 - b) / 0.999).to(device)
 
 
 class FlowActionHead(nn.Module):

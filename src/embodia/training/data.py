@@ -23,7 +23,7 @@ from embodia.data.images import random_shift, resize_depth, resize_rgb
 from embodia.data.lerobot_v3.reader import LeRobotV3Dataset
 from embodia.data.normalize import QuantileNormalizer
 from embodia.models.action_space import EMBODIMENTS, Embodiment
-from embodia.models.flow_head import sample_time
+from embodia.models.flow import sample_time
 from embodia.models.noise import SEED_KEY
 from embodia.models.sequence import DropConfig, EmbodiedSample, SequenceBuilder, collate
 

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from embodia.configs.depth import ActionDiTConfig
 from embodia.models.attention import ACTION, FAST, PAD
+from embodia.models.flow import euler, interpolate, logit_normal
 from embodia.models.flow_head import flow_loss, sinusoidal_embedding
 from embodia.models.noise import sample_draws
 
@@ -149,12 +150,13 @@ class GemActionExpert(nn.Module):
         dof = batch["dof_mask"][has]
         # time and noise from each sample's own stream (models/noise.py)
         draws = sample_draws(batch, "action-dit", has.nonzero()[:, 0].tolist())
-        z = draws.randn(1)[:, 0] * self.cfg.logit_normal_std + self.cfg.logit_normal_mean
-        t = torch.sigmoid(z).to(actions.device, actions.dtype)
+        cfg = self.cfg
+        t = logit_normal(draws.randn(1)[:, 0], cfg.logit_normal_mean, cfg.logit_normal_std)
+        t = t.to(actions.device, actions.dtype)
         eps = draws.randn(*actions.shape[1:]).to(actions.device, actions.dtype)
-        noisy = (1 - t)[:, None, None] * eps + t[:, None, None] * actions
+        noisy, target = interpolate(eps, actions, t)
         pred = self.velocity(noisy, dof, t, memories, self.memory_mask(kinds[has]))
-        return {"flow": flow_loss(pred.float(), (actions - eps).float(), dof)}
+        return {"flow": flow_loss(pred.float(), target.float(), dof)}
 
     @torch.no_grad()
     def sample(
@@ -166,12 +168,7 @@ class GemActionExpert(nn.Module):
         memories = self.layer_states()
         mask = self.memory_mask(batch["kinds"])
         dof = batch["dof_mask"]
-        b = dof.shape[0]
-        steps = steps or self.cfg.steps
         x = noise[:, : self.horizon, : self.action_dim].to(memories[0].device, memories[0].dtype)
-        dt = 1.0 / steps
-        for k in range(steps):
-            t = torch.full((b,), k * dt, device=x.device, dtype=x.dtype)
-            x = x + dt * self.velocity(x, dof, t, memories, mask)
+        x = euler(lambda x, t: self.velocity(x, dof, t, memories, mask), x, steps or self.cfg.steps)
         self._states.clear()
         return x * dof[:, None, :].to(x.dtype)

@@ -1,9 +1,11 @@
-"""Rectified flow for the depth generator (GEM's convention): noise at s = 1, data at s = 0.
+"""The depth generator's rectified flow, in GEM's variable: the noise level s = 1 - t of
+``embodia.models.flow``'s convention (noise at s = 1, data at s = 0).
 
-Training: x_s = (1 - s) x + s eps, the DiT predicts eps - x, MSE. Sampling: Euler from s = 1 to 0
-with classifier-free guidance against the all-zero condition: v = v_0 + g (v_c - v_0). At g = 1
-that is the conditional velocity itself, so the unconditional pass is skipped (exactly equal,
-half the cost).
+Training: x_s = (1 - s) x + s eps (= flow.interpolate at t = 1 - s), the DiT predicts eps - x, MSE.
+Sampling: the one Euler loop of ``embodia.models.flow`` from t = 0 to 1 with velocity
+dx/dt = -(the DiT's prediction at s = 1 - t), under classifier-free guidance against the all-zero
+condition: v = v_0 + g (v_c - v_0). At g = 1 that is the conditional velocity itself, so the
+unconditional pass is skipped (exactly equal, half the cost).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+
+from embodia.models.flow import euler, interpolate, logit_normal
 
 Velocity = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -24,16 +28,16 @@ def sample_noise_level(
         s = draws.rand(1)[:, 0] if draws is not None else torch.rand(n, generator=generator)
     elif kind == "logit-normal":
         z = draws.randn(1)[:, 0] if draws is not None else torch.randn(n, generator=generator)
-        s = torch.sigmoid(z)
+        s = logit_normal(z)
     else:
         raise ValueError(f"unknown time sampling {kind!r}")
     return s.to(device)
 
 
 def noisy_latents(x: torch.Tensor, eps: torch.Tensor, s: torch.Tensor):
-    """(x_s, target velocity) for clean ``x``, noise ``eps`` and levels ``s`` (N,)."""
-    sb = s.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
-    return (1 - sb) * x + sb * eps, eps - x
+    """(x_s, the DiT's target eps - x) for clean ``x``, noise ``eps`` and levels ``s`` (N,)."""
+    x_s, data_minus_noise = interpolate(eps, x, 1 - s)
+    return x_s, -data_minus_noise
 
 
 def guided_velocity(
@@ -55,11 +59,6 @@ def euler_sample(
     guidance: float,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Integrate dx/ds = v from pure noise at s = 1 to data at s = 0 in ``steps`` Euler steps."""
+    """From pure noise (s = 1) to data (s = 0) in ``steps`` Euler steps of the one loop."""
     x = torch.randn(shape, generator=generator).to(cond.device, cond.dtype)
-    levels = torch.linspace(1.0, 0.0, steps + 1)
-    for k in range(steps):
-        s = torch.full((shape[0],), float(levels[k]), device=cond.device, dtype=cond.dtype)
-        v = guided_velocity(velocity, x, cond, s, guidance)
-        x = x + float(levels[k + 1] - levels[k]) * v
-    return x
+    return euler(lambda x, t: -guided_velocity(velocity, x, cond, 1 - t, guidance), x, steps)
