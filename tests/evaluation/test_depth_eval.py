@@ -11,7 +11,6 @@ from embodia.configs.eval import DepthConfig
 from embodia.evaluation.depth import (
     depth_items,
     median_scaled,
-    resize_depth,
     run_depth,
     score_depths,
 )
@@ -33,10 +32,6 @@ def test_metrics_match_a_hand_computation():
     # median scaling: image 0 x 2/3 -> (0.2667/1 + 0/2 + 1.3333/4) / 3 = 0.2; image 1 exact -> 0
     assert s["median_scaled"]["abs_rel"] == pytest.approx((0.2 + 0.0) / 2, abs=1e-5)
     np.testing.assert_allclose(median_scaled(pred2, gt2), gt2)
-
-
-def test_resize_keeps_constant_maps():
-    np.testing.assert_allclose(resize_depth(np.full((4, 4), 2.0), (8, 8)), 2.0)
 
 
 def test_items_are_distinct_views_with_depth(engine_dataset):

@@ -1,8 +1,11 @@
-"""The one resize of embodia: every RGB view and depth map reaches the model through these two.
+"""The one resize of embodia: every RGB view and depth map reaches the model through these.
 
-RGB is resized bilinearly (PIL), depth by nearest neighbour so that an invalid (0) pixel never
-blends into a valid one. Training (the frame cache, conversation images), evaluation and serving
-all call these, so a view is resized the same way wherever it comes from.
+RGB is resized bilinearly (PIL), measured depth by nearest neighbour so that an invalid (0) pixel
+never blends into a valid one. Training (the frame cache, conversation images, the depth head's
+targets, the depth autoencoder), evaluation and serving all call these, so a view is resized the
+same way wherever it comes from. A model's depth *prediction* is dense and valid everywhere, so
+scoring brings it to the ground truth's size bilinearly (:func:`resize_prediction`); ground truth
+is never resized that way.
 """
 
 from __future__ import annotations
@@ -27,6 +30,26 @@ def resize_depth(depth: np.ndarray, size: int) -> np.ndarray:
             (size, size), Image.NEAREST
         )
     )
+
+
+def resize_depth_maps(depth, size: int):
+    """A batch (N, H, W) of depth maps (numpy or torch), each through :func:`resize_depth`."""
+    if depth.shape[-2:] == (size, size):
+        return depth
+    import torch
+
+    if isinstance(depth, torch.Tensor):
+        maps = [resize_depth(d.detach().cpu().float().numpy(), size) for d in depth]
+        return torch.from_numpy(np.stack(maps)).to(depth.device)
+    return np.stack([resize_depth(d, size) for d in depth])
+
+
+def resize_prediction(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A predicted depth map (H, W) to ``shape``, bilinear (for scoring against ground truth)."""
+    if pred.shape == shape:
+        return pred.astype(np.float32)
+    img = Image.fromarray(np.asarray(pred, dtype=np.float32), mode="F")
+    return np.asarray(img.resize((shape[1], shape[0]), Image.BILINEAR))
 
 
 def random_shift(views: list[np.ndarray], pad: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.nn import functional as F
 
 from embodia.configs.eval import DepthConfig
+from embodia.data.images import resize_prediction
 from embodia.data.lerobot_v3.video import mm_to_depth
 from embodia.evaluation.qa import load_rows
 from embodia.models.depth.metrics import depth_metrics, mean_depth_baseline
@@ -44,13 +43,6 @@ def depth_items(dataset: Path, split: str, limit: int) -> list[dict[str, Any]]:
     if not seen:
         raise ValueError(f"{dataset}: split {split!r} has no images with ground-truth depth")
     return list(seen.values())
-
-
-def resize_depth(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if pred.shape == shape:
-        return pred.astype(np.float32)
-    t = torch.as_tensor(pred, dtype=torch.float32)[None, None]
-    return F.interpolate(t, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
 def median_scaled(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -101,7 +93,7 @@ def run_depth(cfg: DepthConfig) -> Path:
     for it in items:
         rgb = np.asarray(Image.open(conv / it["image"]).convert("RGB"))
         gt = mm_to_depth(np.asarray(Image.open(conv / it["depth"])))
-        pred = resize_depth(model.depth(rgb, it["camera"]), gt.shape)
+        pred = resize_prediction(model.depth(rgb, it["camera"]), gt.shape)
         rgbs.append(rgb)
         preds.append(pred)
         gts.append(gt.astype(np.float32))

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
-from torch.nn import functional as F
 
 from embodia.configs.depth import DepthConfig
 
@@ -129,10 +128,3 @@ def decode_depth(image: torch.Tensor, rng: DepthRange, cfg: DepthConfig) -> torc
     x = ((image.float() + 1.0) / 2.0).clamp(0.0, 1.0)
     v = decolorize(x) if cfg.encoding == "colormap" else x[:, 0]
     return denormalize(v, rng)
-
-
-def resize_depth(depth: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, H, W) -> (N, size, size) by nearest neighbour (never blends valid with invalid)."""
-    if depth.shape[-1] == size and depth.shape[-2] == size:
-        return depth
-    return F.interpolate(depth[:, None].float(), size=(size, size), mode="nearest")[:, 0]

@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from embodia.configs.depth import DepthConfig
+from embodia.data.images import resize_depth_maps
 from embodia.models.depth.codec import build_codec
 from embodia.models.depth.connector import Connector, drop_condition
 from embodia.models.depth.dit import build_dit, dit_velocity
@@ -37,7 +38,6 @@ from embodia.models.depth.encodings import (
     decode_depth,
     encode_depth,
     inverse_range,
-    resize_depth,
 )
 from embodia.models.depth.flow import euler_sample, noisy_latents, sample_noise_level
 from embodia.models.depth.regression import DenseRegressionHead
@@ -184,7 +184,7 @@ class DepthHead(nn.Module):
 
     def targets(self, model, batch: dict):
         """(encoded target (N, C, R, R), valid pixels (N, R, R), has depth (N,), range)."""
-        depth = resize_depth(batch["depth"].float(), self.resolution)
+        depth = resize_depth_maps(batch["depth"].float(), self.resolution)
         valid = depth > 0
         has = valid.flatten(1).any(dim=1)
         if self.cfg.objective == "rgb":
@@ -292,7 +292,7 @@ class DepthHead(nn.Module):
             aligned = torch.zeros(n, dtype=torch.bool, device=image.device)
             return DepthOutput(image, decode_depth(image, rng, self.cfg), rows, rng, aligned, True)
         if "depth" in batch:
-            gt = resize_depth(batch["depth"].float(), self.resolution)
+            gt = resize_depth_maps(batch["depth"].float(), self.resolution)
             rng = inverse_range(gt, gt > 0, self.cfg)
             aligned = (gt > 0).flatten(1).any(dim=1) & (self.cfg.normalization == "percentile")
         else:

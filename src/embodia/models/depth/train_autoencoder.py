@@ -17,8 +17,9 @@ import torch
 from torch.nn import functional as F
 
 from embodia.configs.depth import DepthConfig, TrainAutoencoderConfig
+from embodia.data.images import resize_depth_maps
 from embodia.models.depth.autoencoder import AutoencoderSpec, DepthAutoencoder
-from embodia.models.depth.encodings import decode_depth, encode_depth, resize_depth
+from embodia.models.depth.encodings import decode_depth, encode_depth
 from embodia.models.depth.metrics import depth_metrics
 
 INVALID_WEIGHT = 0.1
@@ -55,7 +56,7 @@ def load_frames(dataset: Path, split: str, size: int, stride: int = 1) -> Frames
     img = torch.cat(rgb).permute(0, 3, 1, 2).float() / 255.0
     if img.shape[-1] != size:
         img = F.interpolate(img, size=(size, size), mode="bilinear", antialias=True)
-    return Frames(img.clamp(0, 1), resize_depth(torch.cat(depth).float(), size))
+    return Frames(img.clamp(0, 1), resize_depth_maps(torch.cat(depth).float(), size))
 
 
 def depth_config(cfg: TrainAutoencoderConfig) -> DepthConfig:
