@@ -15,6 +15,14 @@ import torch
 PAD, TEXT, FAST, ACTION = 0, 1, 2, 3
 
 
+def action_readable(kinds: torch.Tensor) -> torch.Tensor:
+    """(B, S) True where an action query may read a key of the prefix: every real token except
+    FAST tokens (and other action slots, which are governed by ``action_attention``). The one
+    statement of this rule: the in-backbone expert's masks below and GEM-VLA's DiT expert's
+    memory mask all call it."""
+    return (kinds != PAD) & (kinds != FAST) & (kinds != ACTION)
+
+
 def sequence_mask(kinds: torch.Tensor, action_attention: str = "bidirectional") -> torch.Tensor:
     """Boolean (B, 1, S, S) mask, True = may attend, for a whole sequence of token ``kinds``."""
     _b, s = kinds.shape
@@ -24,8 +32,8 @@ def sequence_mask(kinds: torch.Tensor, action_attention: str = "bidirectional") 
     allowed = causal[None] & key_valid[:, None, :]
     is_action_q = (kinds == ACTION)[:, :, None]
     is_action_k = (kinds == ACTION)[:, None, :]
-    is_fast_k = (kinds == FAST)[:, None, :]
-    action_rows = allowed & ~is_fast_k
+    readable_k = action_readable(kinds)[:, None, :]
+    action_rows = causal[None] & (readable_k | is_action_k)  # causal: earlier action slots
     if action_attention == "bidirectional":
         action_rows = action_rows | is_action_k
     allowed = torch.where(is_action_q, action_rows, allowed & ~is_action_k)
@@ -44,8 +52,7 @@ def action_query_mask(
     """
     b = prefix_kinds.shape[0]
     device = prefix_kinds.device
-    prefix_ok = (prefix_kinds != PAD) & (prefix_kinds != FAST) & (prefix_kinds != ACTION)
-    prefix_part = prefix_ok[:, None, :].expand(b, horizon, -1)
+    prefix_part = action_readable(prefix_kinds)[:, None, :].expand(b, horizon, -1)
     if action_attention == "bidirectional":
         action_part = torch.ones(horizon, horizon, dtype=torch.bool, device=device)
     else:

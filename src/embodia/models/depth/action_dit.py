@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from embodia.configs.depth import ActionDiTConfig
-from embodia.models.attention import ACTION, FAST, PAD
+from embodia.models.attention import ACTION, action_readable
 from embodia.models.flow import euler, interpolate, logit_normal
 from embodia.models.flow_head import flow_loss, sinusoidal_embedding
 from embodia.models.noise import sample_draws
@@ -126,7 +126,7 @@ class GemActionExpert(nn.Module):
     def memory_mask(kinds: torch.Tensor) -> torch.Tensor:
         """(B, S) positions the expert may read: the prefix (never padding, FAST or action slots,
         as for the in-backbone expert)."""
-        return (kinds != PAD) & (kinds != ACTION) & (kinds != FAST)
+        return action_readable(kinds)
 
     def velocity(self, noisy, dof_mask, t, memories: list[torch.Tensor], mask) -> torch.Tensor:
         """(B, H, D) noisy chunk, (B, D) DoF mask, (B,) time, per-block (B, S, hidden) states and
