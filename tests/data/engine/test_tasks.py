@@ -262,3 +262,33 @@ def test_latched_phase_restarts_with_a_new_episode():
             assert all(a <= b for a, b in itertools.pairwise(phases))
     finally:
         scene.close()
+
+
+def test_expert_saturation_is_counted_not_printed_and_other_warnings_pass():
+    """Meta-World warns on every saturated expert action; the engine counts those steps (they are
+    recorded per episode) and lets every other warning through unchanged."""
+    import warnings
+
+    scene = MetaWorldScene("pick-place-v3")
+    try:
+        obs = scene.reset(0)
+        expert = ExpertWithPhases("pick-place-v3")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(40):
+                action, _ = expert.act(obs)
+                obs, *_ = scene.step(np.clip(action, -1, 1))
+        assert expert.saturated_steps > 0
+        assert not [w for w in caught if "may be too high" in str(w.message)]
+
+        real = expert.policy.get_action
+
+        def noisy_policy(o):
+            warnings.warn("something else", RuntimeWarning, stacklevel=1)
+            return real(o)
+
+        expert.policy.get_action = noisy_policy
+        with pytest.warns(RuntimeWarning, match="something else"):
+            expert.act(obs)
+    finally:
+        scene.close()

@@ -197,6 +197,7 @@ class EpisodeRecorder:
             "success": first_success is not None,
             "first_success_frame": -1 if first_success is None else first_success,
             "instruction": instruction,
+            "expert_saturated_steps": expert.saturated_steps,
         }
         return RecordedEpisode(
             spec, frames, [instruction] * len(subtasks), subtasks, extra, reasoning, samples, images

@@ -37,9 +37,11 @@ from metaworld.policies import ENV_POLICY_MAP
 
 from embodia.data.engine.tasks import TASKS
 
-# Meta-World's move() warns whenever an expert's gain saturates the action; the environment clips
-# to [-1, 1] anyway and the engine records the clipped action, so the warning is only noise.
-warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high", category=UserWarning)
+#: Meta-World's move() warns with this whenever an expert's gain saturates the action. The
+#: environment clips to [-1, 1] and the engine records the clipped action, so it is an expected
+#: event, not a problem: :meth:`ExpertWithPhases.act` counts it (``saturated_steps``, written to
+#: each episode's metadata) instead of printing it thousands of times; any other warning passes.
+SATURATION_WARNING = "Constant(s) may be too high"
 
 _MARK = "_embodia_branch_mark"
 
@@ -169,6 +171,7 @@ class ExpertWithPhases:
         self.policy = ENV_POLICY_MAP[env_name]()
         self.branch: int | None = None  # the marked branch taken by the last act()
         self.grip_branch: int | None = None  # the _grab_effort branch taken by the last act()
+        self.saturated_steps = 0  # steps of this episode whose action the expert saturated
         self._floor = 0
         if self.map.rule is None:
             self._trace(self.map.method, self.map.marker, "branch", len(self.map.branches))
@@ -181,6 +184,7 @@ class ExpertWithPhases:
     def reset(self) -> None:
         """Forget the episode so far (only latching tasks keep any)."""
         self._floor = 0
+        self.saturated_steps = 0
 
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, int]:
         """The expert's action for ``obs``, unchanged, and the index of the phase it is in."""
@@ -189,7 +193,14 @@ class ExpertWithPhases:
         self.branch = self.grip_branch = None
         # Some experts (door-open, door-close) shift their parsed observation in place; a copy
         # keeps the caller's observation intact without changing what the expert computes.
-        action = self.policy.get_action(np.array(obs, copy=True))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            action = self.policy.get_action(np.array(obs, copy=True))
+        for w in caught:
+            if issubclass(w.category, UserWarning) and SATURATION_WARNING in str(w.message):
+                self.saturated_steps += 1
+            else:  # not ours to judge: pass it on as it was raised
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         phase = self._phase(obs)
         latch = self.map.latch_from
         if latch is not None:
