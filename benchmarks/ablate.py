@@ -112,7 +112,7 @@ def main() -> None:
                     workers=args.workers,
                     checkpoint_every=10**9,
                     log_with="none",
-                    **train_over,
+                    **{"ema": rec.ema, **train_over},
                 )
             )
             train_s = time.perf_counter() - tic

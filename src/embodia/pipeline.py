@@ -117,6 +117,7 @@ def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
                 preset=rec.preset,
                 curriculum_file=stages_file,
                 batch_size=rec.batch_size,
+                ema=rec.ema,
                 seed=train_seed,
                 workers=cfg.workers,
                 fast_tokenizer=fast_dir,

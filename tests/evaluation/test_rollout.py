@@ -62,6 +62,19 @@ def test_episodes_never_share_an_initial_state():
     assert not train & {e["seed"] for e in eps}
 
 
+def test_held_out_instructions_phrase_the_same_layouts_differently():
+    from embodia.data.engine.tasks import instructions
+
+    seen = metaworld_episodes(("reach", "push"), "test", 6, seed=0, held_out=1)
+    held = metaworld_episodes(("reach", "push"), "test", 6, seed=0, held_out=1, which="held-out")
+    assert [e["seed"] for e in seen] == [e["seed"] for e in held]
+    for a, b in zip(seen, held, strict=True):
+        assert a["instruction"] in instructions(a["task"], 1, "seen")
+        assert b["instruction"] in instructions(b["task"], 1, "held-out")
+    with pytest.raises(ValueError, match="held out no paraphrase"):
+        metaworld_episodes(("reach",), "test", 1, seed=0, held_out=0, which="held-out")
+
+
 def test_a_repeated_initial_state_is_refused():
     s = build_rollout(
         RolloutConfig(

@@ -25,6 +25,9 @@ class GenerateConfig:
     """Height and width of every rendered image, pixels."""
     seed: int = 0
     """Root seed: layouts, paraphrase choice and question sampling all derive from it."""
+    held_out_instructions: int = 1
+    """Paraphrases per task that no episode of any split uses (the last ones of the task's list),
+    so that `eval rollout --instructions held-out` measures phrasings never trained on."""
     workers: int = 2
     """Parallel worker processes (each renders its own episodes)."""
     max_steps: int = 300

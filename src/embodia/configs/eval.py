@@ -52,6 +52,10 @@ class RolloutConfig:
     levels: tuple[str, ...] = ("actions",)
     """Uni-CoT levels before the actions, e.g. ``subtask actions`` or
     ``reasoning subtask actions``."""
+    instructions: Literal["seen", "held-out"] = "seen"
+    """Meta-World: phrase each episode's instruction with the paraphrases the training data used,
+    or with those its engine held out (``data generate --held-out-instructions``), on the same
+    layouts."""
     cameras: tuple[str, ...] | None = None
     """Cameras rendered; None = the checkpoint's (reference policies: ``corner gripperPOV``)."""
     image_size: int | None = None

@@ -43,6 +43,8 @@ class Recipe:
     stages: list[StageConfig]
     preset: str = "tiny"
     batch_size: int = 16
+    ema: float = 0.0
+    """EMA decay of the served weights (``embodia train --ema``); 0 = the last weights."""
     image_size: int = 128
     """Rendered resolution of the dataset (the model resizes to its own input size)."""
     cameras: tuple[str, ...] = ("corner", "gripperPOV")

@@ -17,23 +17,32 @@ from embodia.data.engine.camera import renders_upside_down
 from embodia.data.engine.rendering import OffscreenRenderer
 from embodia.data.engine.scene import MetaWorldScene
 from embodia.data.engine.splits import layout_seed
-from embodia.data.engine.tasks import all_instructions, resolve_tasks
+from embodia.data.engine.tasks import instructions, resolve_tasks
 
 #: Meta-World v3's own truncation (``max_path_length``); the default step limit.
 METAWORLD_MAX_STEPS = 500
 
 
-def metaworld_episodes(tasks: tuple[str, ...], split: str, n: int, seed: int) -> list[dict]:
+def metaworld_episodes(
+    tasks: tuple[str, ...],
+    split: str,
+    n: int,
+    seed: int,
+    held_out: int = 0,
+    which: str = "seen",
+) -> list[dict]:
     """Episode descriptions: one layout seed per (task, split, number), never the same twice.
 
-    The instruction is drawn from the task's paraphrases with the layout seed, as the data engine
-    does, so an episode is fully determined by its seed.
+    The instruction is drawn with the layout seed, as the data engine does, from the paraphrases
+    the training data used (``seen``) or from the ``held_out`` ones it never used (``held-out``):
+    the same layouts either way, so the two scores differ only in the phrasing.
     """
     out = []
     for task in resolve_tasks(tasks):
         for number in range(n):
             s = layout_seed(seed, task, split, number)
-            instruction = str(np.random.default_rng(s).choice(all_instructions(task)))
+            choices = instructions(task, held_out, which)
+            instruction = str(np.random.default_rng(s).choice(choices))
             out.append(
                 {
                     "task": task,

@@ -78,7 +78,10 @@ def build_rollout(cfg: RolloutConfig) -> RolloutSetup:
     if bench == "metaworld":
         from embodia.evaluation.metaworld_env import METAWORLD_MAX_STEPS, metaworld_episodes
 
-        episodes = metaworld_episodes(cfg.tasks, cfg.split, cfg.episodes_per_task, seed)
+        held_out = int(data_cfg.get("held_out_instructions", 0))
+        episodes = metaworld_episodes(
+            cfg.tasks, cfg.split, cfg.episodes_per_task, seed, held_out, cfg.instructions
+        )
         max_steps = cfg.max_steps or METAWORLD_MAX_STEPS
         for ep in episodes:
             ep["max_steps"] = max_steps

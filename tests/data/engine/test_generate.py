@@ -125,6 +125,21 @@ def test_every_frame_carries_reasoning_true_of_that_frame(dataset):
     assert sum(resting) >= 5
 
 
+def test_held_out_paraphrases_never_appear_in_the_data(dataset):
+    """By default the last paraphrase of every task is kept out of every split (episodes and
+    the instructions quoted in planning questions), for `eval rollout --instructions held-out`."""
+    from embodia.data.engine.tasks import instructions
+
+    ds = LeRobotV3Dataset(dataset)
+    for index in range(ds.num_episodes):
+        env = ds.episodes[index]["env_name"]
+        (text,) = set(ds.load_episode(index, keys=["action"])["task"])
+        assert text in instructions(env, 1, "seen") and text not in instructions(env, 1, "held-out")
+    conv = (dataset / "conversations" / "train.jsonl").read_text()
+    for env in ("reach-v3", "pick-place-v3"):
+        assert not any(t in conv for t in instructions(env, 1, "held-out"))
+
+
 def test_conversations_reference_existing_files_and_have_all_families(dataset):
     families = set()
     for split in ("train", "val", "test"):
@@ -231,6 +246,7 @@ def test_resume_with_a_changed_config_is_refused(tmp_path):
         ({"tasks": ("pick-plcae",)}, "pick-plcae"),
         ({"cameras": ("corner", "wristcam")}, "wristcam"),
         ({"image_size": 4}, "image-size"),
+        ({"held_out_instructions": 5}, "cannot hold out 5 of its 5"),
     ],
 )
 def test_bad_requests_are_refused_before_any_work(tmp_path, override, message):

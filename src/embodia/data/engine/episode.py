@@ -23,7 +23,7 @@ from embodia.data.engine.reasoning import reasoning_text
 from embodia.data.engine.rendering import OffscreenRenderer
 from embodia.data.engine.scene import MetaWorldScene
 from embodia.data.engine.splits import EpisodeSpec
-from embodia.data.engine.tasks import TASKS, all_instructions, object_geom_ids, object_position
+from embodia.data.engine.tasks import TASKS, instructions, object_geom_ids, object_position
 from embodia.data.lerobot_v3.features import Feature
 from embodia.data.lerobot_v3.video import depth_to_mm
 
@@ -117,7 +117,7 @@ class EpisodeRecorder:
         cfg, scene = self.cfg, self.scene
         rng = np.random.default_rng(spec.layout_seed)
         obs = scene.reset(spec.layout_seed)
-        instruction = str(rng.choice(all_instructions(spec.env_name)))
+        instruction = str(rng.choice(instructions(spec.env_name, cfg.held_out_instructions)))
         expert = ExpertWithPhases(spec.env_name)
         cols: dict[str, list[np.ndarray]] = {}
         subtasks: list[str] = []

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from embodia.configs.data import SPLITS, GenerateConfig
 from embodia.data.engine.scene import CONTROL_FPS
 from embodia.data.engine.splits import EpisodeSpec, check_disjoint, plan_episodes
-from embodia.data.engine.tasks import resolve_tasks
+from embodia.data.engine.tasks import instructions, resolve_tasks
 from embodia.utils.fs import atomic_write_text, replace_dir
 
 ROBOT_TYPE = "sawyer"
@@ -76,6 +76,11 @@ def validate(cfg: GenerateConfig) -> list[str]:
         )
     if cfg.workers < 1 or cfg.qa_every < 1 or cfg.max_steps < 1:
         raise GenerateError("--workers, --qa-every and --max-steps must be at least 1")
+    for task in tasks:
+        try:
+            instructions(task, cfg.held_out_instructions)
+        except ValueError as exc:
+            raise GenerateError(f"--held-out-instructions: {exc}") from exc
     out = Path(cfg.output)
     if out.exists() and not out.is_dir():
         raise GenerateError(f"--output: {out} exists and is not a directory")

@@ -845,6 +845,25 @@ def all_instructions(env_name: str) -> tuple[str, ...]:
     return (spec.instruction, *spec.paraphrases)
 
 
+def instructions(env_name: str, held_out: int = 0, which: str = "seen") -> tuple[str, ...]:
+    """The instructions an episode may be given when the last ``held_out`` paraphrases of each
+    task are kept out of the data: ``seen`` = the others (the canonical one first), what every
+    generated episode draws from; ``held-out`` = those kept out, for measuring whether a policy
+    follows phrasings it never trained on (``embodia eval rollout --instructions held-out``)."""
+    every = all_instructions(env_name)
+    if not 0 <= held_out < len(every):
+        raise ValueError(
+            f"{env_name}: cannot hold out {held_out} of its {len(every)} instructions "
+            f"(at least one must stay for training)"
+        )
+    if which not in ("seen", "held-out"):
+        raise ValueError(f"instructions must be 'seen' or 'held-out', not {which!r}")
+    if which == "held-out" and held_out == 0:
+        raise ValueError(f"{env_name}: the data held out no paraphrase (held_out_instructions 0)")
+    cut = len(every) - held_out
+    return every[:cut] if which == "seen" else every[cut:]
+
+
 def object_geom_ids(model: mujoco.MjModel, obj: SceneObject) -> np.ndarray:
     """Ids of the geoms of ``obj``'s bodies and of all their descendant bodies, ascending."""
     roots = []
