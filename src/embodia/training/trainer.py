@@ -410,7 +410,7 @@ class Trainer:
                     float(all(torch.isfinite(v).all() for v in losses.values())), device=acc.device
                 )
                 if acc.reduce(finite, reduction="sum").item() < acc.num_processes:
-                    bad = {k: float(v) for k, v in losses.items()}
+                    bad = {k: float(v.detach()) for k, v in losses.items()}
                     bar.close()
                     raise TrainingError(
                         f"non-finite loss at stage {stage.name!r} step {step + 1} (global {global_step + 1}): "
