@@ -22,7 +22,7 @@ GROUPS: dict[str, str] = {
     "flow_head": r"^flow\.",
     "proprio": r"^proprio\.",
     "depth_connector": r"^aux_heads\.depth\.connector\.",
-    "depth_generator": r"^aux_heads\.depth\.(dit|regressor)\.",  # the DiT, or the regression ablation
+    "depth_generator": r"^aux_heads\.depth\.(dit|regressor|range_head)\.",  # + its metric scale
     # everything except the depth codec, which `embodia depth train-autoencoder` trains and GEM
     # keeps frozen (its latents are the generator's targets)
     "all": r"^(?!aux_heads\.depth\.codec\.)",
