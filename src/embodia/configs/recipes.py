@@ -83,8 +83,9 @@ def _quickstart() -> Recipe:
         episodes_per_task=(40, 0, 10),
         stages=[_action_stage(1700)],
         result=(
-            "3 training seeds, seeded evaluation, 40 test layouts each: 70.0 / 55.0 / 72.5%, pooled "
-            "79/120 = 65.8% (95% CI 57.0-73.7); embodia recipe --name quickstart --train-seed N"
+            "3 training seeds, seeded evaluation, 40 test layouts each: 77.5 / 65.0 / 67.5%, pooled "
+            "84/120 = 70.0% (95% CI 61.3-77.5); python benchmarks/ablate.py --data "
+            "<recipe data> --variant base --seeds 0 1 2 (docs/learning.md)"
         ),
     )
 
