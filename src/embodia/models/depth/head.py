@@ -282,21 +282,15 @@ class DepthHead(nn.Module):
         if self.cfg.objective == "rgb":
             return DepthOutput(image, None, rows, None, None)
         n = image.shape[0]
+        no_truth = torch.zeros(n, dtype=torch.bool, device=image.device)
         if self.range_head is not None:
-            rng = RangeHead.to_range(self.range_head(cond))
-            aligned = torch.zeros(n, dtype=torch.bool, device=image.device)
-            return DepthOutput(image, decode_depth(image, rng, self.cfg), rows, rng, aligned, True)
-        if self.cfg.normalization == "fixed":
-            dummy = torch.zeros(n, 1, 1, device=image.device)
-            rng = inverse_range(dummy, dummy > 0, self.cfg)
-            aligned = torch.zeros(n, dtype=torch.bool, device=image.device)
-            return DepthOutput(image, decode_depth(image, rng, self.cfg), rows, rng, aligned, True)
-        if "depth" in batch:
+            rng, aligned = RangeHead.to_range(self.range_head(cond)), no_truth
+        elif "depth" in batch and self.cfg.normalization == "percentile":
             gt = resize_depth_maps(batch["depth"].float(), self.resolution)
             rng = inverse_range(gt, gt > 0, self.cfg)
-            aligned = (gt > 0).flatten(1).any(dim=1) & (self.cfg.normalization == "percentile")
-        else:
+            aligned = (gt > 0).flatten(1).any(dim=1)
+        else:  # fixed normalisation's own (metric) range, or GEM's fallback bounds
             dummy = torch.zeros(n, 1, 1, device=image.device)
-            rng = inverse_range(dummy, dummy > 0, self.cfg)
-            aligned = torch.zeros(n, dtype=torch.bool, device=image.device)
-        return DepthOutput(image, decode_depth(image, rng, self.cfg), rows, rng, aligned)
+            rng, aligned = inverse_range(dummy, dummy > 0, self.cfg), no_truth
+        depth = decode_depth(image, rng, self.cfg)
+        return DepthOutput(image, depth, rows, rng, aligned, self.metric)
