@@ -270,25 +270,6 @@ def test_full_size_presets_build_from_config_alone(name, layers, hidden, billion
     assert billions[0] < total < billions[1]
 
 
-def test_a_routing_mask_of_the_wrong_shape_is_an_error():
-    """SplitFFN used to fall back to the vision-language expert when the mask did not fit the
-    input, silently sending action tokens through the wrong FFN."""
-    import torch.nn as nn
-
-    from embodia.models.split_ffn import TokenRouter
-
-    router = TokenRouter()
-    ffn = SplitFFN(nn.Linear(8, 8), nn.Linear(8, 8), router)
-    x = torch.randn(2, 5, 8)
-    router.action_mask = torch.zeros(2, 4, dtype=torch.bool)
-    with pytest.raises(ValueError, match=r"routing mask has shape \(2, 4\).*\(2, 5\)"):
-        ffn(x)
-    router.action_mask = torch.tensor([[False] * 4 + [True]] * 2)
-    out = ffn(x)
-    torch.testing.assert_close(out[:, -1], ffn.action(x[:, -1]))
-    torch.testing.assert_close(out[:, :-1], ffn.vl(x[:, :-1]))
-
-
 def test_the_prompt_names_the_action_head_so_a_mixture_trained_model_answers_in_each(
     fast_tokenizer,
 ):

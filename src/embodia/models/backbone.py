@@ -21,6 +21,7 @@ from transformers import (
 )
 
 from embodia.configs.model import ModelConfig
+from embodia.models.split_ffn import has_action_expert
 from embodia.models.text_tokenizer import SpecialIds
 
 
@@ -171,16 +172,24 @@ class QwenVLBackbone(nn.Module):
         use_cache: bool = False,
         visual_pos_masks: torch.Tensor | None = None,
         deepstack: list[torch.Tensor] | None = None,
+        action_mask: torch.Tensor | None = None,
     ):
         """Run the decoder stack with a ready 4D attention mask; returns (hidden, cache).
 
-        transformers 5 names the KV cache ``cache`` (``past_key_values`` is deprecated there)."""
+        ``action_mask`` (B, S) bool routes those positions through the layers' action experts
+        (layers split by :func:`embodia.models.split_ffn.install_action_expert`); None sends
+        every token through the vision-language FFN. transformers 5 names the KV cache
+        ``cache`` (``past_key_values`` is deprecated there)."""
         kwargs = {}
         if self.is_qwen3:
             kwargs = {"visual_pos_masks": visual_pos_masks, "deepstack_visual_embeds": deepstack}
             mask = attention_mask
         else:
             mask = {"full_attention": attention_mask}
+        if action_mask is not None:
+            if not has_action_expert(self.decoder_layers):
+                raise ValueError("action_mask given, but the decoder layers have no action expert")
+            kwargs["action_mask"] = action_mask
         out = self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=mask,

@@ -42,7 +42,7 @@ from embodia.models.sequence import (
     SequenceBuilder,
     collate,
 )
-from embodia.models.split_ffn import TokenRouter, install_action_expert
+from embodia.models.split_ffn import install_action_expert
 from embodia.models.text_tokenizer import load_preset_tokenizer, special_ids
 from embodia.utils.fs import atomic_dir
 
@@ -105,14 +105,12 @@ class EmbodiedModel(nn.Module):
         sp = self.special
         self.backbone = backbone or QwenVLBackbone.from_config(cfg, len(self.tokenizer), sp)
         hidden = self.backbone.hidden_size
-        self.router = TokenRouter()
         in_backbone = cfg.action.expert == "in-backbone"  # GEM-VLA's "gem-dit" brings its own
         if in_backbone:
             install_action_expert(
                 self.backbone.decoder_layers,
                 hidden,
                 cfg.action.expert_intermediate_size,
-                self.router,
             )
         self.proprio = nn.Linear(2 * TEMPLATE_DIM, hidden)
         self.flow = FlowActionHead(TEMPLATE_DIM, hidden) if in_backbone else None
@@ -204,6 +202,11 @@ class EmbodiedModel(nn.Module):
     def _mask(self, mask: torch.Tensor) -> torch.Tensor:
         return for_implementation(mask, self.cfg.attn_implementation, self.dtype)
 
+    def _route(self, action_mask: torch.Tensor) -> torch.Tensor | None:
+        """The routing mask for the backbone's split FFNs; None where the layers have no action
+        expert (GEM-VLA's DiT expert scores the actions outside the backbone)."""
+        return action_mask if self.flow is not None else None
+
     def _positions(self, batch: dict) -> torch.Tensor:
         return self.backbone.positions(
             batch["input_ids"], batch.get("image_grid_thw"), (batch["kinds"] != PAD).long()
@@ -215,9 +218,13 @@ class EmbodiedModel(nn.Module):
         """Final-layer hidden states of the whole sequence (B, S, hidden)."""
         emb, image_mask, deepstack = self._embed(batch, noisy, t)
         mask = self._mask(sequence_mask(batch["kinds"], self.cfg.action.attention))
-        self.router.action_mask = batch["kinds"] == ACTION
         hidden, _ = self.backbone.decode(
-            emb, mask, self._positions(batch), visual_pos_masks=image_mask, deepstack=deepstack
+            emb,
+            mask,
+            self._positions(batch),
+            visual_pos_masks=image_mask,
+            deepstack=deepstack,
+            action_mask=self._route(batch["kinds"] == ACTION),
         )
         return hidden
 
@@ -304,7 +311,6 @@ class EmbodiedModel(nn.Module):
         emb, image_mask, deepstack = self._embed(batch, None, None)
         key_kinds = batch["kinds"]
         positions = self._positions(batch)
-        self.router.action_mask = None
         hidden, cache = self.backbone.decode(
             emb,
             self._mask(sequence_mask(key_kinds)),
@@ -456,7 +462,6 @@ class EmbodiedModel(nn.Module):
             k: v[:, :-h] if k in ("input_ids", "labels", "kinds") else v for k, v in batch.items()
         }
         emb, image_mask, deepstack = self._embed(prefix, None, None)
-        self.router.action_mask = None
         _, cache = self.backbone.decode(
             emb,
             self._mask(sequence_mask(prefix["kinds"])),
@@ -480,18 +485,18 @@ class EmbodiedModel(nn.Module):
 
         def cached(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             hidden, _ = self.backbone.decode(
-                self.flow.embed(x, dof, t), mask, action_pos, cache=cache, use_cache=True
+                self.flow.embed(x, dof, t),
+                mask,
+                action_pos,
+                cache=cache,
+                use_cache=True,
+                action_mask=all_actions,
             )
             cache.crop(-h)  # drop this step's action keys: the next step sees only the prefix
             return self.flow.velocity(hidden)
 
-        self.router.action_mask = torch.ones(b, h, dtype=torch.bool, device=self.device)
-        try:
-            x = euler(
-                cached, noise.to(self.device, self.dtype), steps or self.cfg.action.flow_steps
-            )
-        finally:
-            self.router.action_mask = None
+        all_actions = torch.ones(b, h, dtype=torch.bool, device=self.device)
+        x = euler(cached, noise.to(self.device, self.dtype), steps or self.cfg.action.flow_steps)
         return x * dof[:, None, :].to(x.dtype)
 
     def _fast_from_ids(self, generated: list[list[int]]) -> ActionOutput:

@@ -1,8 +1,8 @@
 """WebSocket policy server speaking openpi's wire protocol (see :mod:`embodia.serving.protocol`).
 
-One asyncio event loop owns the sockets; the model runs on a single worker thread. Why one: the
-model keeps per-call state (the split-FFN router's action mask), so two concurrent calls would mix
-clients' inputs, and on a CPU or a single GPU a second concurrent call would not be faster anyway.
+One asyncio event loop owns the sockets; the model runs on a single worker thread. Why one: on a
+CPU or a single GPU a second concurrent call would not be faster (the two would share the same
+cores or device), and one thread keeps torch's per-thread settings (threads, no-grad) in one place.
 Requests from several clients therefore queue FIFO for the worker while the loop keeps reading,
 answering health checks and keep-alive pings; each reply reports its own ``queue_ms`` and
 ``infer_ms``. Connections share nothing else: each has its own reply stream and timing.

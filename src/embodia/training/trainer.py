@@ -289,7 +289,7 @@ class Trainer:
         self.normalizers = {s.name: s.normalizer.to_dict() for s in episodes}
         self.primary = episodes[0] if episodes else None
         if cfg.gradient_checkpointing:
-            self.model.backbone.hf.gradient_checkpointing_enable()
+            self.model.backbone.hf.activation_checkpointing_enable()
 
     def _policy_config(self):
         if self.primary is None:
