@@ -53,6 +53,13 @@ VARIANTS: dict[str, tuple[str, dict, dict, dict, str | None]] = {
         {},
         None,
     ),
+    "no-vqa-exec4": (
+        "episodes only, 4 actions executed per chunk (no-vqa's checkpoints)",
+        {"mixture": {"episodes": 1.0}},
+        {},
+        {"execute_steps": 4},
+        "no-vqa",
+    ),
     "no-shift": ("no random-shift augmentation", {"image_shift": 0}, {}, {}, None),
     "lr3e-4": ("learning rate 3e-4", {"lr": 3e-4}, {}, {}, None),
 }

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from embodia.models.action_space import TEMPLATE_DIM
-from embodia.models.embodied import ActionOutput
+from embodia.models.inference import ActionOutput
 from embodia.serving.demo import DEMO_CAMERAS
 
 API_KEY = "test-key-0123"
