@@ -79,7 +79,7 @@ def main() -> None:
         f"CPUs {os.cpu_count()}, load avg {os.getloadavg()[0]:.2f}"
     )
     obs = observation(rng, policy, args.image_size)
-    sample = policy._sample(policy._canonical(obs), policy.config.mode)
+    sample = policy.reader.action_sample(policy.reader.canonical(obs), policy.config.mode)
     model_ms = median_ms(
         lambda: policy.model.sample_actions([sample], steps=policy.config.flow_steps),
         args.requests,

@@ -9,7 +9,9 @@ import pytest
 from embodia.data.normalize import QuantileNormalizer
 from embodia.models.action_space import SAWYER, SAWYER_PRIVILEGED, TEMPLATE_DIM
 from embodia.models.embodied import EmbodiedModel
-from embodia.policy import ObservationError, Policy, PolicyConfig
+from embodia.observation import ObservationError
+from embodia.policy import Policy
+from embodia.policy_config import PolicyConfig
 
 
 def test_state_and_action_map_separately():

@@ -11,7 +11,8 @@ import pytest
 from embodia.data.normalize import QuantileNormalizer
 from embodia.models.checkpoint import resolve_checkpoint
 from embodia.models.embodied import EmbodiedModel
-from embodia.policy import Policy, PolicyConfig
+from embodia.policy import Policy
+from embodia.policy_config import PolicyConfig
 
 
 @pytest.fixture(scope="module")

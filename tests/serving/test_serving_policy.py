@@ -11,14 +11,9 @@ import torch
 from serving_helpers import EchoModel, make_obs
 
 from embodia.models.action_space import SAWYER, TEMPLATE_DIM
-from embodia.policy import (
-    POLICY_FILE,
-    ObservationError,
-    Policy,
-    PolicyConfig,
-    PolicyConfigError,
-    UnsupportedRequest,
-)
+from embodia.observation import ObservationError
+from embodia.policy import Policy, UnsupportedRequest
+from embodia.policy_config import POLICY_FILE, PolicyConfig, PolicyConfigError
 from embodia.serving.demo import SAWYER_STATS, demo_config
 
 LOW = np.array(SAWYER_STATS["observation.state"]["q01"])
@@ -271,7 +266,7 @@ def test_a_trained_checkpoint_answers_reasoning_subtask_and_actions_in_one_call(
     trained = demo_policy()
     model = trained.model.train()
     obs = make_obs(np.random.default_rng(3))
-    sample = trained._sample(obs, "flow")
+    sample = trained.reader.action_sample(obs, "flow")
     sample.reasoning = "The drawer is 0.21 m away: 15 cm ahead of the gripper."
     sample.subtask = "push the drawer closed"
     sample.actions = np.zeros((model.cfg.action.horizon, sample.state.shape[0]), np.float32)

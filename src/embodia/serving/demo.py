@@ -13,7 +13,8 @@ from pathlib import Path
 
 from embodia.data.normalize import QuantileNormalizer
 from embodia.models.action_space import SAWYER
-from embodia.policy import Policy, PolicyConfig
+from embodia.policy import Policy
+from embodia.policy_config import PolicyConfig
 
 SAWYER_STATS = {
     "observation.state": {"q01": [-0.525, 0.348, -0.0525, 0.0], "q99": [0.525, 1.025, 0.7, 1.0]},

@@ -32,7 +32,8 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Request, Response, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from embodia.policy import ObservationError, Policy, UnsupportedRequest
+from embodia.observation import ObservationError
+from embodia.policy import Policy, UnsupportedRequest
 from embodia.serving import msgpack_numpy, protocol
 from embodia.serving.protocol import (
     BAD_REQUEST,

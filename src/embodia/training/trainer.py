@@ -295,7 +295,7 @@ class Trainer:
         if self.primary is None:
             return None
         try:
-            from embodia.policy import PolicyConfig
+            from embodia.policy_config import PolicyConfig
         except ImportError:
             return None
         src = self.primary
