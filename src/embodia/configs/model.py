@@ -34,6 +34,28 @@ class VisionConfig:
     num_position_embeddings: int = 256
 
 
+#: Fields that mean the same in these configs and in Hugging Face's Qwen-VL vision / text configs
+#: (one list for both directions: building a backbone and importing a checkpoint).
+HF_VISION_FIELDS = (
+    "depth",
+    "hidden_size",
+    "intermediate_size",
+    "num_heads",
+    "patch_size",
+    "spatial_merge_size",
+    "temporal_patch_size",
+)
+HF_TEXT_FIELDS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "rms_norm_eps",
+    "max_position_embeddings",
+)
+
+
 @dataclass
 class TextConfig:
     hidden_size: int = 128

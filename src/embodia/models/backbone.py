@@ -20,7 +20,7 @@ from transformers import (
     Qwen3VLForConditionalGeneration,
 )
 
-from embodia.configs.model import ModelConfig
+from embodia.configs.model import HF_TEXT_FIELDS, HF_VISION_FIELDS, ModelConfig
 from embodia.models.split_ffn import has_action_expert
 from embodia.models.text_tokenizer import SpecialIds
 
@@ -39,15 +39,9 @@ def hf_config(
     """The Hugging Face config for ``cfg`` with embodia's tokenizer's vocabulary and special ids."""
     v, t = cfg.vision, cfg.text
     text = dict(
+        {f: getattr(t, f) for f in HF_TEXT_FIELDS},
         vocab_size=vocab_size,
-        hidden_size=t.hidden_size,
-        intermediate_size=t.intermediate_size,
-        num_hidden_layers=t.num_hidden_layers,
-        num_attention_heads=t.num_attention_heads,
-        num_key_value_heads=t.num_key_value_heads,
         head_dim=t.head_dim,
-        rms_norm_eps=t.rms_norm_eps,
-        max_position_embeddings=t.max_position_embeddings,
         tie_word_embeddings=t.tie_word_embeddings,
         pad_token_id=special.pad,
         eos_token_id=special.eos,
@@ -68,16 +62,7 @@ def hf_config(
         "rope_theta": t.rope_theta,
         "mrope_section": list(t.mrope_section),
     }
-    vision = dict(
-        depth=v.depth,
-        hidden_size=v.hidden_size,
-        intermediate_size=v.intermediate_size,
-        num_heads=v.num_heads,
-        patch_size=v.patch_size,
-        spatial_merge_size=v.spatial_merge_size,
-        temporal_patch_size=v.temporal_patch_size,
-        out_hidden_size=t.hidden_size,
-    )
+    vision = dict({f: getattr(v, f) for f in HF_VISION_FIELDS}, out_hidden_size=t.hidden_size)
     if cfg.backbone == "qwen2.5-vl":
         vision.update(
             window_size=v.window_size, fullatt_block_indexes=list(v.fullatt_block_indexes)

@@ -18,7 +18,14 @@ from transformers import (
 )
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from embodia.configs.model import ActionConfig, ModelConfig, TextConfig, VisionConfig
+from embodia.configs.model import (
+    HF_TEXT_FIELDS,
+    HF_VISION_FIELDS,
+    ActionConfig,
+    ModelConfig,
+    TextConfig,
+    VisionConfig,
+)
 
 
 class CheckpointError(ValueError):
@@ -103,28 +110,16 @@ def _config_from_hf(hf_config, num_fast_tokens: int) -> ModelConfig:
     rope = t.rope_parameters or {}
     head_dim = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
     text = TextConfig(
-        hidden_size=t.hidden_size,
-        intermediate_size=t.intermediate_size,
-        num_hidden_layers=t.num_hidden_layers,
-        num_attention_heads=t.num_attention_heads,
-        num_key_value_heads=t.num_key_value_heads,
+        **{f: getattr(t, f) for f in HF_TEXT_FIELDS},
         head_dim=head_dim,
         rope_theta=float(rope.get("rope_theta", 1e6)),
         mrope_section=tuple(
             rope.get("mrope_section", (head_dim // 4, head_dim // 8, head_dim // 8))
         ),
-        rms_norm_eps=t.rms_norm_eps,
-        max_position_embeddings=t.max_position_embeddings,
         tie_word_embeddings=bool(getattr(hf_config, "tie_word_embeddings", False)),
     )
     vision = VisionConfig(
-        depth=v.depth,
-        hidden_size=v.hidden_size,
-        intermediate_size=v.intermediate_size,
-        num_heads=v.num_heads,
-        patch_size=v.patch_size,
-        spatial_merge_size=v.spatial_merge_size,
-        temporal_patch_size=v.temporal_patch_size,
+        **{f: getattr(v, f) for f in HF_VISION_FIELDS},
         window_size=getattr(v, "window_size", 112),
         fullatt_block_indexes=tuple(getattr(v, "fullatt_block_indexes", ()) or ()),
         deepstack_visual_indexes=tuple(getattr(v, "deepstack_visual_indexes", ()) or ()),
