@@ -60,6 +60,13 @@ VARIANTS: dict[str, tuple[str, dict, dict, dict, str | None]] = {
         {"execute_steps": 4},
         "no-vqa",
     ),
+    "no-vqa-no-shift": (
+        "episodes only, no random shifts (row A1b's stage at the recipe's steps)",
+        {"mixture": {"episodes": 1.0}, "image_shift": 0},
+        {},
+        {},
+        None,
+    ),
     "no-shift": ("no random-shift augmentation", {"image_shift": 0}, {}, {}, None),
     "lr3e-4": ("learning rate 3e-4", {"lr": 3e-4}, {}, {}, None),
 }
