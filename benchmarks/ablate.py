@@ -38,6 +38,13 @@ VARIANTS: dict[str, tuple[str, dict, dict, dict, str | None]] = {
         {"execute_steps": 4},
         "base",
     ),
+    "exec8": (
+        "8 actions executed per chunk (base's checkpoints; the recipes' setting before 4)",
+        {},
+        {},
+        {"execute_steps": 8},
+        "base",
+    ),
     "exec16": (
         "16 actions executed per chunk (base's checkpoints)",
         {},
@@ -98,6 +105,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--output", type=Path, default=Path("outputs/ablations"))
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--execute-steps",
+        type=int,
+        default=None,
+        help="actions executed per chunk, for variants that do not set it (default: the "
+        "recipe's; the rows measured before the recipes moved to 4 used 8)",
+    )
     args = ap.parse_args()
 
     rec = recipe(args.recipe)
@@ -131,6 +145,8 @@ def main() -> None:
             )
             train_s = time.perf_counter() - tic
         ev = replace(rec.eval, **eval_over)
+        if args.execute_steps is not None and "execute_steps" not in eval_over:
+            ev = replace(ev, execute_steps=args.execute_steps)
         result_dir = run_rollouts(
             RolloutConfig(
                 checkpoint=run,
@@ -175,6 +191,7 @@ def main() -> None:
         "pooled": pooled,
         "tasks": tasks,
         "overrides": {"stage": stage_over, "train": train_over, "eval": eval_over},
+        "execute_steps": ev.execute_steps,
     }
     atomic_write_text(out / "row.json", json.dumps(row, indent=2))
     print(
