@@ -206,15 +206,43 @@ def _never_silent():
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
             previous[sig] = signal.signal(sig, _stop)
+        previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, _stop_deferred)
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
+_deferred_stop: list[str] = []  # the signal whose stop waits for the main thread to leave a finalizer
+_STOP_RETRY_S = 0.05
+
+
 def _stop(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+    """Turn a signal into KeyboardInterrupt, unless it landed inside a finalizer: Python prints and
+    drops an exception raised in ``__del__``, so the command would carry on as if never told to stop
+    (seen in CI: SIGTERM caught by a library's ``Group.__del__``). Then retry a moment later."""
+    name = signal.Signals(signum).name
+    if _inside_finalizer(frame):
+        _deferred_stop[:] = [name]
+        signal.setitimer(signal.ITIMER_REAL, _STOP_RETRY_S)
+        return
+    _deferred_stop.clear()
+    raise KeyboardInterrupt(f"signal {name}")
+
+
+def _stop_deferred(signum, frame) -> None:
+    if _deferred_stop:
+        _stop(signal.Signals[_deferred_stop[0]], frame)
+
+
+def _inside_finalizer(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 if __name__ == "__main__":

@@ -202,6 +202,7 @@ def test_a_dead_environment_worker_is_an_error_not_a_hang():
 
 def test_a_terminated_evaluation_says_why(tmp_path):
     """SIGTERM mid-run: the command unwinds (workers closed) and prints why, exit status 130."""
+    import os
     import signal
     import subprocess
     import sys
@@ -224,11 +225,15 @@ def test_a_terminated_evaluation_says_why(tmp_path):
             str(tmp_path / "out"),
         ],
         stderr=subprocess.PIPE,
-        text=True,
     )
-    time.sleep(8)
+    # Signal once episodes are running (a slow machine may still be importing after 8 s).
+    seen, deadline = b"", time.monotonic() + 180
+    while b"episodes" not in seen and time.monotonic() < deadline and proc.poll() is None:
+        seen += os.read(proc.stderr.fileno(), 4096)
+    time.sleep(2)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, rest = proc.communicate(timeout=60)
+    err = (seen + rest).decode(errors="replace")
     assert proc.returncode == 130, err[-2000:]
     assert "stopped (signal SIGTERM)" in err
 
