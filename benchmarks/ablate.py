@@ -31,6 +31,13 @@ from embodia.utils.fs import atomic_write_text
 #: name -> (what changed, overrides of the stage, of the training run, of the evaluation, runs of)
 VARIANTS: dict[str, tuple[str, dict, dict, dict, str | None]] = {
     "base": ("the recipe as it is", {}, {}, {}, None),
+    "exec2": (
+        "2 actions executed per chunk (base's checkpoints)",
+        {},
+        {},
+        {"execute_steps": 2},
+        "base",
+    ),
     "exec4": (
         "4 actions executed per chunk (base's checkpoints)",
         {},
