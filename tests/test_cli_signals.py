@@ -20,10 +20,9 @@ def test_a_signal_that_lands_inside_a_finalizer_still_stops_the_command():
                 pass
 
     started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt, match="signal SIGTERM"):
-        with cli._never_silent():
-            SignalsWhileFinalized()  # dropped at once: __del__ runs here
-            time.sleep(5)
+    with pytest.raises(KeyboardInterrupt, match="signal SIGTERM"), cli._never_silent():
+        SignalsWhileFinalized()  # dropped at once: __del__ runs here
+        time.sleep(5)
     assert time.monotonic() - started < 2.0
 
 

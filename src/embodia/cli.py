@@ -215,7 +215,8 @@ def _never_silent():
             signal.signal(sig, handler)
 
 
-_deferred_stop: list[str] = []  # the signal whose stop waits for the main thread to leave a finalizer
+# The signal whose stop waits for the main thread to leave a finalizer.
+_deferred_stop: list[str] = []
 _STOP_RETRY_S = 0.05
 
 
