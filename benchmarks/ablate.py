@@ -83,6 +83,13 @@ VARIANTS: dict[str, tuple[str, dict, dict, dict, str | None]] = {
     ),
     "no-shift": ("no random-shift augmentation", {"image_shift": 0}, {}, {}, None),
     "lr3e-4": ("learning rate 3e-4", {"lr": 3e-4}, {}, {}, None),
+    "res96": (
+        "96 px model input (36 tokens per view instead of 16), shifts scaled to 6 px",
+        {"image_shift": 6},
+        {"image_size": 96},
+        {},
+        None,
+    ),
 }
 
 

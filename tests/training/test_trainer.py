@@ -347,6 +347,15 @@ def test_a_short_run_learns_and_saves_a_loadable_checkpoint(dataset, tmp_path):
     assert json.loads((last / ckpt.NORMALIZERS).read_text())
 
 
+def test_image_size_sets_the_model_resolution_and_bad_sizes_are_refused(dataset, tmp_path):
+    stages = flow_stage_file(tmp_path, steps=1)
+    last = train(config(dataset, tmp_path, curriculum_file=stages, image_size=96))
+    assert EmbodiedModel.from_pretrained(last).cfg.image_size == 96
+    with pytest.raises(TrainingError, match=r"--image-size 72.*multiple of patch x merge = 16"):
+        train(config(dataset, tmp_path / "bad", curriculum_file=stages, image_size=72))
+    assert not (tmp_path / "bad" / "run" / "checkpoints").exists()
+
+
 @pytest.fixture(scope="module")
 def depth_codec(dataset, tmp_path_factory) -> Path:
     """A (barely) trained depth autoencoder: its quality does not matter for these tests."""

@@ -97,10 +97,16 @@ def _quickstart() -> Recipe:
 def _mt10() -> Recipe:
     return Recipe(
         name="mt10",
-        description="all of MT10, 40 demonstrations per task, tiny preset, ~90 min of training",
+        description="all of MT10, 40 demonstrations per task, tiny preset, ~96 min of training",
         tasks=("MT10",),
         episodes_per_task=(40, 0, 10),
         stages=[_action_stage(15000)],
+        result=(
+            "one training seed (0), 100 test layouts, 4 executed steps: 46/100 = 46.0% (95% CI "
+            "36.6-55.7); reach 1, push 1, pick-place 0, door-open 6, drawer-open 9, drawer-close "
+            "10, button-press-topdown 5, peg-insert-side 0, window-open 5, window-close 9 (of 10); "
+            "QA 142/200 = 71.0%; training 5746 s on the 2-core machine; embodia recipe --name mt10"
+        ),
     )
 
 

@@ -193,6 +193,9 @@ class TrainConfig:
     """Data-loader worker processes."""
     horizon: int | None = None
     """Action chunk length (default: the preset's)."""
+    image_size: int | None = None
+    """Model input resolution in pixels (default: the preset's; a multiple of patch x merge,
+    e.g. 96 gives the tiny preset 36 tokens per view instead of 16 at 64)."""
     depth_codec: Path | None = None
     """Enable GEM's depth generator (a preset-sized head) in the latent space of this trained
     autoencoder (`embodia depth train-autoencoder`); needed by the gem curriculum."""

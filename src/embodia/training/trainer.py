@@ -80,10 +80,21 @@ def _build_model(cfg: TrainConfig, resume_from: Path | None) -> EmbodiedModel:
         model = EmbodiedModel.from_pretrained(cfg.init)
         if cfg.horizon and cfg.horizon != model.cfg.action.horizon:
             raise TrainingError("--horizon cannot change the chunk length of an --init checkpoint")
+        if cfg.image_size and cfg.image_size != model.cfg.image_size:
+            raise TrainingError(
+                f"--image-size {cfg.image_size}: an --init checkpoint keeps its own "
+                f"({model.cfg.image_size})"
+            )
         return model
     mcfg = preset(cfg.preset)
     if cfg.horizon:
         mcfg.action.horizon = cfg.horizon
+    if cfg.image_size:
+        mcfg.image_size = cfg.image_size
+        try:
+            mcfg.validate()
+        except ValueError as exc:
+            raise TrainingError(f"--image-size {cfg.image_size}: {exc}") from exc
     if cfg.depth_codec is not None:
         from embodia.configs.depth import CodecConfig, depth_preset
 
