@@ -28,7 +28,8 @@ from embodia.training import state as ckpt
 from embodia.training.trainer import train
 from embodia.utils.fs import atomic_write_text
 
-#: name -> (what changed, overrides of the stage, of the training run, of the evaluation, runs of)
+#: name -> (what changed, overrides of the stage, of the training run (TrainConfig), of the
+#: evaluation (RolloutConfig), whose checkpoints it evaluates (None: its own))
 VARIANTS: dict[str, tuple[str, dict, dict, dict, str | None]] = {
     "base": ("the recipe as it is", {}, {}, {}, None),
     "exec2": (
@@ -59,6 +60,13 @@ VARIANTS: dict[str, tuple[str, dict, dict, dict, str | None]] = {
         {"execute_steps": 16},
         "base",
     ),
+    "heldout": (
+        "the instruction paraphrases held out of training, on the same layouts (base's checkpoints)",
+        {},
+        {},
+        {"instructions": "held-out"},
+        "base",
+    ),
     "ema": ("EMA of the weights, decay 0.995", {}, {"ema": 0.995}, {}, None),
     "no-vqa": (
         "episodes only (no embodied-VQA samples)",
@@ -83,6 +91,13 @@ VARIANTS: dict[str, tuple[str, dict, dict, dict, str | None]] = {
     ),
     "no-shift": ("no random-shift augmentation", {"image_shift": 0}, {}, {}, None),
     "lr3e-4": ("learning rate 3e-4", {"lr": 3e-4}, {}, {}, None),
+    "steps2400": (
+        "2400 training steps instead of 1700 (the same cosine schedule stretched)",
+        {"steps": 2400},
+        {},
+        {},
+        None,
+    ),
     "res96": (
         "96 px model input (36 tokens per view instead of 16), shifts scaled to 6 px",
         {"image_shift": 6},
@@ -158,23 +173,25 @@ def main() -> None:
                 )
             )
             train_s = time.perf_counter() - tic
-        ev = replace(rec.eval, **eval_over)
-        if args.execute_steps is not None and "execute_steps" not in eval_over:
-            ev = replace(ev, execute_steps=args.execute_steps)
-        result_dir = run_rollouts(
+        ev = rec.eval
+        rollout = replace(
             RolloutConfig(
                 checkpoint=run,
                 split="test",
                 tasks=rec.tasks,
                 episodes_per_task=ev.episodes_per_task,
-                execute_steps=ev.execute_steps,
+                execute_steps=ev.execute_steps
+                if args.execute_steps is None
+                else args.execute_steps,
                 max_steps=ev.max_steps,
                 levels=ev.levels,
                 workers=args.workers,
                 videos=0,
                 output=seed_dir / "eval",
-            )
+            ),
+            **eval_over,
         )
+        result_dir = run_rollouts(rollout)
         res = json.loads((result_dir / "results.json").read_text())["results"]
         per_seed[seed] = {
             "overall": res["overall"],
@@ -205,7 +222,8 @@ def main() -> None:
         "pooled": pooled,
         "tasks": tasks,
         "overrides": {"stage": stage_over, "train": train_over, "eval": eval_over},
-        "execute_steps": ev.execute_steps,
+        "execute_steps": rollout.execute_steps,
+        "instructions": rollout.instructions,
     }
     atomic_write_text(out / "row.json", json.dumps(row, indent=2))
     print(

@@ -127,21 +127,33 @@ def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
             )
         )
 
+    # the recipe's closed-loop protocol; only the phrasing, the videos and the output differ
+    test_rollout = RolloutConfig(
+        checkpoint=run_dir,
+        split="test",
+        tasks=rec.tasks,
+        episodes_per_task=rec.eval.episodes_per_task,
+        execute_steps=rec.eval.execute_steps,
+        max_steps=rec.eval.max_steps,
+        levels=rec.eval.levels,
+        workers=cfg.workers,
+        videos=rec.eval.videos,
+        output=out / "eval" / "rollout",
+    )
     with step(f"3/5 closed loop: {rec.eval.episodes_per_task} test layouts per task", "rollout_s"):
-        rollout_dir = run_rollouts(
-            RolloutConfig(
-                checkpoint=run_dir,
-                split="test",
-                tasks=rec.tasks,
-                episodes_per_task=rec.eval.episodes_per_task,
-                execute_steps=rec.eval.execute_steps,
-                max_steps=rec.eval.max_steps,
-                levels=rec.eval.levels,
-                workers=cfg.workers,
-                videos=rec.eval.videos,
-                output=out / "eval" / "rollout",
+        rollout_dir = run_rollouts(test_rollout)
+
+    heldout_dir = None
+    if rec.eval.held_out_paraphrases:
+        with step("3/5 closed loop, the same layouts in held-out paraphrases", "rollout_heldout_s"):
+            heldout_dir = run_rollouts(
+                replace(
+                    test_rollout,
+                    instructions="held-out",
+                    videos=0,
+                    output=out / "eval" / "rollout_heldout",
+                )
             )
-        )
 
     with step(f"4/5 embodied QA: {rec.eval.qa_questions} test questions", "qa_s"):
         qa_dir = run_qa(
@@ -155,7 +167,7 @@ def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
 
     print("\n== 5/5 report ==", flush=True)
     timings["total_s"] = time.perf_counter() - t_all
-    summary = _summary(rec, out, rollout_dir, qa_dir, timings)
+    summary = _summary(rec, out, rollout_dir, heldout_dir, qa_dir, timings)
     summary["train_seed"] = train_seed
     report = _write_report(rec, out, summary, sheet)
     _print_summary(summary, report)
@@ -174,24 +186,35 @@ def _results(path: Path) -> dict[str, Any]:
     return json.loads((path / "results.json").read_text())["results"]
 
 
-def _summary(rec: Recipe, out: Path, rollout: Path, qa: Path, timings: dict) -> dict[str, Any]:
-    r, q = _results(rollout), _results(qa)
+def _rollout_figures(results_dir: Path) -> dict[str, Any]:
+    r = _results(results_dir)
     return {
+        "overall": r["overall"],
+        "per_task": {
+            t: {k: v[k] for k in ("successes", "episodes", "rate", "ci95")}
+            for t, v in r["per_task"].items()
+        },
+    }
+
+
+def _summary(
+    rec: Recipe, out: Path, rollout: Path, heldout: Path | None, qa: Path, timings: dict
+) -> dict[str, Any]:
+    q = _results(qa)
+    summary = {
         "recipe": rec.name,
         "description": rec.description,
         "output": str(out),
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "rollout": {
-            "overall": r["overall"],
-            "per_task": {
-                t: {k: v[k] for k in ("successes", "episodes", "rate", "ci95")}
-                for t, v in r["per_task"].items()
-            },
-        },
+        "rollout": _rollout_figures(rollout),
         "qa": {"overall": q["overall"], "per_category": q.get("per_category", {})},
         "rollout_dir": str(rollout),
         "qa_dir": str(qa),
     }
+    if heldout is not None:
+        summary["rollout_heldout"] = _rollout_figures(heldout)
+        summary["rollout_heldout_dir"] = str(heldout)
+    return summary
 
 
 def _pct(x: float) -> str:
@@ -222,9 +245,7 @@ def _write_report(rec: Recipe, out: Path, summary: dict[str, Any], sheet: Path) 
         "",
         "## Success per task (test-split layouts, never seen in training)",
         "",
-        "| task | success |",
-        "|---|---|",
-        *[f"| {k} | {_rate_line(v)} |" for k, v in summary["rollout"]["per_task"].items()],
+        *_task_table(summary),
         "",
         f"![success per task]({(rollout / 'success_per_task.png').relative_to(out)})",
         "",
@@ -261,12 +282,40 @@ def _write_report(rec: Recipe, out: Path, summary: dict[str, Any], sheet: Path) 
     return path
 
 
+def _task_table(summary: dict[str, Any]) -> list[str]:
+    """Success per task; with held-out paraphrases, a second column on the same layouts."""
+    seen, held = summary["rollout"], summary.get("rollout_heldout")
+    if held is None:
+        rows = [f"| {k} | {_rate_line(v)} |" for k, v in seen["per_task"].items()]
+        return [
+            "| task | success |",
+            "|---|---|",
+            *rows,
+            f"| overall | {_rate_line(seen['overall'])} |",
+        ]
+    rows = [
+        f"| {k} | {_rate_line(v)} | {_rate_line(held['per_task'][k])} |"
+        for k, v in seen["per_task"].items()
+    ]
+    return [
+        "| task | instructions seen in training | held-out paraphrases |",
+        "|---|---|---|",
+        *rows,
+        f"| overall | {_rate_line(seen['overall'])} | {_rate_line(held['overall'])} |",
+    ]
+
+
 def _print_summary(summary: dict[str, Any], report: Path) -> None:
     print(f"\nrecipe {summary['recipe']}: {summary['timings_s']['total_s'] / 60:.1f} min in all")
     print("closed-loop success on held-out layouts:")
     for task, b in summary["rollout"]["per_task"].items():
         print(f"  {task:<28} {_rate_line(b)}")
     print(f"  {'overall':<28} {_rate_line(summary['rollout']['overall'])}")
+    if "rollout_heldout" in summary:
+        print(
+            f"  {'held-out paraphrases':<28} {_rate_line(summary['rollout_heldout']['overall'])}"
+            "  (the same layouts)"
+        )
     print("embodied QA accuracy:")
     for cat, b in summary["qa"]["per_category"].items():
         print(f"  {cat:<28} {_rate_line(b)}")

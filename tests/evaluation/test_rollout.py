@@ -73,6 +73,11 @@ def test_held_out_instructions_phrase_the_same_layouts_differently():
         assert b["instruction"] in instructions(b["task"], 1, "held-out")
     with pytest.raises(ValueError, match="held out no paraphrase"):
         metaworld_episodes(("reach",), "test", 1, seed=0, held_out=0, which="held-out")
+    # the protocol (and so the report) says which phrasings were scored
+    setup = build_rollout(
+        RolloutConfig(policy="random", tasks=("reach",), episodes_per_task=1, workers=0, videos=0)
+    )
+    assert setup.protocol["instructions"] == "seen"
 
 
 def test_a_repeated_initial_state_is_refused():

@@ -22,6 +22,11 @@ def test_micro_recipe_runs_the_whole_pipeline(tmp_path, capsys):
     assert set(summary["rollout"]["per_task"]) == {"reach-v3"}
     assert summary["rollout"]["overall"]["episodes"] == 1
     assert summary["qa"]["overall"]["episodes"] == 4
+    # the same test layout, phrased with the paraphrase held out of training
+    held = json.loads((out / "eval" / "rollout_heldout" / "results.json").read_text())
+    assert held["protocol"]["instructions"] == "held-out"
+    assert summary["rollout_heldout"]["overall"]["episodes"] == 1
+    assert "held-out paraphrases" in printed
     report = (out / "report.md").read_text()
     for image in ("run/loss_curves.png", "contact_sheet.png", "eval/rollout/success_per_task.png"):
         assert f"]({image})" in report and (out / image).is_file(), image

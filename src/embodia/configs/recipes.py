@@ -28,6 +28,10 @@ class EvalSettings:
     16-step chunk scored 6.6 points above 8 on the same checkpoints (docs/learning.md, row
     no-vqa-exec4)."""
     levels: tuple[str, ...] = ("actions",)
+    held_out_paraphrases: bool = True
+    """Also score the same test layouts phrased with the instruction paraphrases the data engine
+    kept out of training (``eval rollout --instructions held-out``): does the policy follow the
+    words or only the scene?"""
     max_steps: int | None = None
     """Step limit per episode; None = the benchmark's own (Meta-World: 500)."""
     videos: int = 4

@@ -121,6 +121,8 @@ def build_rollout(cfg: RolloutConfig) -> RolloutSetup:
         "initial_states": "layout_seed(root_seed, task, split, n), n = 0..N-1"
         if bench == "metaworld"
         else f"init_states[n], n = 0..N-1, after {WAIT_STEPS} no-op steps",
+        # which phrasings were scored: those seen in training or the ones the engine held out
+        "instructions": cfg.instructions if bench == "metaworld" else "the suite's own",
         "max_steps": sorted({ep["max_steps"] for ep in episodes}),
         "executed_steps_per_chunk": min(executed, horizon),
         "temporal_ensembling": cfg.ensemble,
