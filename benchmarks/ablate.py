@@ -4,7 +4,8 @@ recipe's data and evaluated closed loop on its test layouts, pooled with a Wilso
     python benchmarks/ablate.py --data outputs/qs_s0/data --variant ema --seeds 0 1 2
 
 The data must be the recipe's (``embodia recipe --name quickstart`` writes it to
-``<output>/data``). Each seed's run goes to ``outputs/ablations/<variant>/s<seed>/run`` and its
+``<output>/data``); a variant with its own episodes per task (``demos80``) generates its dataset
+with the recipe's other settings, so its test layouts are the same. Each seed's run goes to ``outputs/ablations/<variant>/s<seed>/run`` and its
 evaluation beside it; a run that already finished is evaluated again rather than retrained, so a
 variant that changes only the evaluation (e.g. ``exec4``) reuses ``base``'s checkpoints. The row
 (per task and pooled, with the commands' settings) is printed as a Markdown table row and written to
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from embodia.configs.eval import RolloutConfig
@@ -28,77 +29,97 @@ from embodia.training import state as ckpt
 from embodia.training.trainer import train
 from embodia.utils.fs import atomic_write_text
 
-#: name -> (what changed, overrides of the stage, of the training run (TrainConfig), of the
-#: evaluation (RolloutConfig), whose checkpoints it evaluates (None: its own))
-VARIANTS: dict[str, tuple[str, dict, dict, dict, str | None]] = {
-    "base": ("the recipe as it is", {}, {}, {}, None),
-    "exec2": (
+
+@dataclass(frozen=True)
+class Variant:
+    """One row: what changed, as overrides of the recipe's stage, training run (TrainConfig) and
+    evaluation (RolloutConfig)."""
+
+    what: str
+    stage: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    eval: dict = field(default_factory=dict)
+    runs_of: str | None = None
+    """Evaluate this variant's checkpoints instead of training (an evaluation-only row)."""
+    episodes_per_task: tuple[int, int, int] | None = None
+    """Train on a dataset of its own with this many train / val / test episodes per task (the
+    recipe's other generation settings, so the test layouts stay the same), generated into
+    ``<output>/<variant>/data``; None = ``--data``."""
+
+
+VARIANTS: dict[str, Variant] = {
+    "base": Variant("the recipe as it is", {}, {}, {}, None),
+    "exec2": Variant(
         "2 actions executed per chunk (base's checkpoints)",
         {},
         {},
         {"execute_steps": 2},
         "base",
     ),
-    "exec4": (
+    "exec4": Variant(
         "4 actions executed per chunk (base's checkpoints)",
         {},
         {},
         {"execute_steps": 4},
         "base",
     ),
-    "exec8": (
+    "exec8": Variant(
         "8 actions executed per chunk (base's checkpoints; the recipes' setting before 4)",
         {},
         {},
         {"execute_steps": 8},
         "base",
     ),
-    "exec16": (
+    "exec16": Variant(
         "16 actions executed per chunk (base's checkpoints)",
         {},
         {},
         {"execute_steps": 16},
         "base",
     ),
-    "heldout": (
+    "heldout": Variant(
         "the instruction paraphrases held out of training, on the same layouts (base's checkpoints)",
         {},
         {},
         {"instructions": "held-out"},
         "base",
     ),
-    "ema": ("EMA of the weights, decay 0.995", {}, {"ema": 0.995}, {}, None),
-    "no-vqa": (
+    "ema": Variant("EMA of the weights, decay 0.995", {}, {"ema": 0.995}, {}, None),
+    "no-vqa": Variant(
         "episodes only (no embodied-VQA samples)",
         {"mixture": {"episodes": 1.0}},
         {},
         {},
         None,
     ),
-    "no-vqa-exec4": (
+    "no-vqa-exec4": Variant(
         "episodes only, 4 actions executed per chunk (no-vqa's checkpoints)",
         {"mixture": {"episodes": 1.0}},
         {},
         {"execute_steps": 4},
         "no-vqa",
     ),
-    "no-vqa-no-shift": (
+    "no-vqa-no-shift": Variant(
         "episodes only, no random shifts (row A1b's stage at the recipe's steps)",
         {"mixture": {"episodes": 1.0}, "image_shift": 0},
         {},
         {},
         None,
     ),
-    "no-shift": ("no random-shift augmentation", {"image_shift": 0}, {}, {}, None),
-    "lr3e-4": ("learning rate 3e-4", {"lr": 3e-4}, {}, {}, None),
-    "steps2400": (
+    "no-shift": Variant("no random-shift augmentation", {"image_shift": 0}, {}, {}, None),
+    "lr3e-4": Variant("learning rate 3e-4", {"lr": 3e-4}, {}, {}, None),
+    "steps2400": Variant(
         "2400 training steps instead of 1700 (the same cosine schedule stretched)",
         {"steps": 2400},
         {},
         {},
         None,
     ),
-    "res96": (
+    "demos80": Variant(
+        "80 demonstrations per task instead of 40 (the same test layouts)",
+        episodes_per_task=(80, 0, 10),
+    ),
+    "res96": Variant(
         "96 px model input (36 tokens per view instead of 16), shifts scaled to 6 px",
         {"image_shift": 6},
         {"image_size": 96},
@@ -116,6 +137,26 @@ def _stage_file(stages, path: Path) -> Path:
         rows.append(d)
     atomic_write_text(path, json.dumps(rows, indent=2))
     return path
+
+
+def _own_data(rec, episodes_per_task: tuple[int, int, int], output: Path, workers: int) -> Path:
+    """The recipe's dataset with another number of episodes per task (reused when generated)."""
+    from embodia.configs.data import GenerateConfig
+    from embodia.data.engine.generate import already_generated, generate
+
+    gen = GenerateConfig(
+        output=output,
+        tasks=rec.tasks,
+        episodes_per_task=episodes_per_task,
+        cameras=rec.cameras,
+        image_size=rec.image_size,
+        seed=rec.seed,
+        workers=workers,
+        overwrite=True,
+    )
+    if not already_generated(gen):
+        generate(gen)
+    return output
 
 
 def _finished(run: Path, steps: int) -> bool:
@@ -144,10 +185,15 @@ def main() -> None:
     args = ap.parse_args()
 
     rec = recipe(args.recipe)
-    what, stage_over, train_over, eval_over, runs_of = VARIANTS[args.variant]
+    variant = VARIANTS[args.variant]
+    stage_over, train_over, eval_over = variant.stage, variant.train, variant.eval
+    runs_of, what = variant.runs_of, variant.what
     stages = [replace(s, **stage_over) for s in rec.stages]
     steps = sum(s.steps for s in stages)
     out = args.output / args.variant
+    data = args.data
+    if variant.episodes_per_task is not None:
+        data = _own_data(rec, variant.episodes_per_task, out / "data", args.workers)
     per_seed = {}
     for seed in args.seeds:
         seed_dir = out / f"s{seed}"
@@ -160,7 +206,7 @@ def main() -> None:
             tic = time.perf_counter()
             train(
                 TrainConfig(
-                    datasets=(args.data,),
+                    datasets=(data,),
                     output=run,
                     preset=rec.preset,
                     curriculum_file=_stage_file(stages, seed_dir / "stages.json"),
@@ -222,6 +268,7 @@ def main() -> None:
         "pooled": pooled,
         "tasks": tasks,
         "overrides": {"stage": stage_over, "train": train_over, "eval": eval_over},
+        "data": str(data),
         "execute_steps": rollout.execute_steps,
         "instructions": rollout.instructions,
     }
