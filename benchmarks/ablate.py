@@ -20,11 +20,11 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from embodia.configs.eval import RolloutConfig
 from embodia.configs.recipes import recipe
 from embodia.configs.train import TrainConfig
 from embodia.evaluation.rollout import run_rollouts
 from embodia.evaluation.stats import rate_summary
+from embodia.pipeline import recipe_data_config, recipe_rollout_config
 from embodia.training import state as ckpt
 from embodia.training.trainer import train
 from embodia.utils.fs import atomic_write_text
@@ -141,19 +141,9 @@ def _stage_file(stages, path: Path) -> Path:
 
 def _own_data(rec, episodes_per_task: tuple[int, int, int], output: Path, workers: int) -> Path:
     """The recipe's dataset with another number of episodes per task (reused when generated)."""
-    from embodia.configs.data import GenerateConfig
     from embodia.data.engine.generate import already_generated, generate
 
-    gen = GenerateConfig(
-        output=output,
-        tasks=rec.tasks,
-        episodes_per_task=episodes_per_task,
-        cameras=rec.cameras,
-        image_size=rec.image_size,
-        seed=rec.seed,
-        workers=workers,
-        overwrite=True,
-    )
+    gen = recipe_data_config(rec, output, workers, episodes_per_task)
     if not already_generated(gen):
         generate(gen)
     return output
@@ -220,21 +210,11 @@ def main() -> None:
             )
             train_s = time.perf_counter() - tic
         ev = rec.eval
+        executed = ev.execute_steps if args.execute_steps is None else args.execute_steps
         rollout = replace(
-            RolloutConfig(
-                checkpoint=run,
-                split="test",
-                tasks=rec.tasks,
-                episodes_per_task=ev.episodes_per_task,
-                execute_steps=ev.execute_steps
-                if args.execute_steps is None
-                else args.execute_steps,
-                max_steps=ev.max_steps,
-                levels=ev.levels,
-                workers=args.workers,
-                videos=0,
-                output=seed_dir / "eval",
-            ),
+            recipe_rollout_config(rec, run, seed_dir / "eval", args.workers),
+            execute_steps=executed,
+            videos=0,
             **eval_over,
         )
         result_dir = run_rollouts(rollout)

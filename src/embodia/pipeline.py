@@ -47,8 +47,8 @@ class RecipeRunConfig:
 
 
 def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
-    from embodia.configs.data import GenerateConfig, ShowConfig
-    from embodia.configs.eval import QAConfig, RolloutConfig
+    from embodia.configs.data import ShowConfig
+    from embodia.configs.eval import QAConfig
     from embodia.configs.train import TrainConfig
     from embodia.data.engine.generate import already_generated, generate
     from embodia.data.show import contact_sheet
@@ -76,17 +76,7 @@ def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
     with step(
         f"1/5 data: {len(rec.tasks)} task set(s), {rec.episodes_per_task} episodes/task", "data_s"
     ):
-        gen = GenerateConfig(
-            output=out / "data",
-            tasks=rec.tasks,
-            episodes_per_task=rec.episodes_per_task,
-            cameras=rec.cameras,
-            image_size=rec.image_size,
-            seed=rec.seed,
-            workers=cfg.workers,
-            progress=cfg.progress,
-            overwrite=True,
-        )
+        gen = recipe_data_config(rec, out / "data", cfg.workers, progress=cfg.progress)
         if already_generated(gen):
             print(f"reusing {gen.output} (generated with the same settings)")
         else:
@@ -128,18 +118,7 @@ def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
         )
 
     # the recipe's closed-loop protocol; only the phrasing, the videos and the output differ
-    test_rollout = RolloutConfig(
-        checkpoint=run_dir,
-        split="test",
-        tasks=rec.tasks,
-        episodes_per_task=rec.eval.episodes_per_task,
-        execute_steps=rec.eval.execute_steps,
-        max_steps=rec.eval.max_steps,
-        levels=rec.eval.levels,
-        workers=cfg.workers,
-        videos=rec.eval.videos,
-        output=out / "eval" / "rollout",
-    )
+    test_rollout = recipe_rollout_config(rec, run_dir, out / "eval" / "rollout", cfg.workers)
     with step(f"3/5 closed loop: {rec.eval.episodes_per_task} test layouts per task", "rollout_s"):
         rollout_dir = run_rollouts(test_rollout)
 
@@ -172,6 +151,48 @@ def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
     report = _write_report(rec, out, summary, sheet)
     _print_summary(summary, report)
     return summary
+
+
+def recipe_data_config(
+    rec: Recipe,
+    output: Path,
+    workers: int,
+    episodes_per_task: tuple[int, int, int] | None = None,
+    progress: bool = True,
+):
+    """``data generate`` with the recipe's settings (``episodes_per_task`` may differ: the test
+    layouts depend only on the seed, the task and the index, so they stay the same)."""
+    from embodia.configs.data import GenerateConfig
+
+    return GenerateConfig(
+        output=output,
+        tasks=rec.tasks,
+        episodes_per_task=episodes_per_task or rec.episodes_per_task,
+        cameras=rec.cameras,
+        image_size=rec.image_size,
+        seed=rec.seed,
+        workers=workers,
+        progress=progress,
+        overwrite=True,
+    )
+
+
+def recipe_rollout_config(rec: Recipe, checkpoint: Path, output: Path, workers: int):
+    """``eval rollout`` on the recipe's test layouts with its closed-loop protocol."""
+    from embodia.configs.eval import RolloutConfig
+
+    return RolloutConfig(
+        checkpoint=checkpoint,
+        split="test",
+        tasks=rec.tasks,
+        episodes_per_task=rec.eval.episodes_per_task,
+        execute_steps=rec.eval.execute_steps,
+        max_steps=rec.eval.max_steps,
+        levels=rec.eval.levels,
+        workers=workers,
+        videos=rec.eval.videos,
+        output=output,
+    )
 
 
 def _stage_dict(stage) -> dict[str, Any]:
