@@ -4,8 +4,8 @@ recipe's data and evaluated closed loop on its test layouts, pooled with a Wilso
     python benchmarks/ablate.py --data outputs/qs_s0/data --variant ema --seeds 0 1 2
 
 The data must be the recipe's (``embodia recipe --name quickstart`` writes it to
-``<output>/data``); a variant with its own episodes per task (``demos80``) generates its dataset
-with the recipe's other settings, so its test layouts are the same. Each seed's run goes to ``outputs/ablations/<variant>/s<seed>/run`` and its
+``<output>/data``); a variant with data settings of its own (``demos80``, the camera rows)
+generates its dataset with the recipe's other settings, so its test layouts are the same. Each seed's run goes to ``outputs/ablations/<variant>/s<seed>/run`` and its
 evaluation beside it; a run that already finished is evaluated again rather than retrained, so a
 variant that changes only the evaluation (e.g. ``exec4``) reuses ``base``'s checkpoints. The row
 (per task and pooled, with the commands' settings) is printed as a Markdown table row and written to
@@ -41,10 +41,10 @@ class Variant:
     eval: dict = field(default_factory=dict)
     runs_of: str | None = None
     """Evaluate this variant's checkpoints instead of training (an evaluation-only row)."""
-    episodes_per_task: tuple[int, int, int] | None = None
-    """Train on a dataset of its own with this many train / val / test episodes per task (the
-    recipe's other generation settings, so the test layouts stay the same), generated into
-    ``<output>/<variant>/data``; None = ``--data``."""
+    data: dict = field(default_factory=dict)
+    """Overrides of the recipe's data settings (``episodes_per_task``, ``cameras``): the variant
+    trains on a dataset of its own, generated into ``<output>/<variant>/data`` with the recipe's
+    other settings (the same seed, so the same test layouts); empty = ``--data``."""
 
 
 VARIANTS: dict[str, Variant] = {
@@ -117,7 +117,7 @@ VARIANTS: dict[str, Variant] = {
     ),
     "demos80": Variant(
         "80 demonstrations per task instead of 40 (the same test layouts)",
-        episodes_per_task=(80, 0, 10),
+        data={"episodes_per_task": (80, 0, 10)},
     ),
     "res96": Variant(
         "96 px model input (36 tokens per view instead of 16), shifts scaled to 6 px",
@@ -125,6 +125,18 @@ VARIANTS: dict[str, Variant] = {
         {"image_size": 96},
         {},
         None,
+    ),
+    "cam-topview": Variant(
+        "the top-down camera instead of the corner one (topview + gripperPOV; own dataset)",
+        data={"cameras": ("topview", "gripperPOV")},
+    ),
+    "cam-corner3": Variant(
+        "the corner3 camera instead of corner (corner3 + gripperPOV; own dataset)",
+        data={"cameras": ("corner3", "gripperPOV")},
+    ),
+    "cam3": Variant(
+        "three views: topview + corner + gripperPOV (own dataset)",
+        data={"cameras": ("topview", "corner", "gripperPOV")},
     ),
 }
 
@@ -139,11 +151,11 @@ def _stage_file(stages, path: Path) -> Path:
     return path
 
 
-def _own_data(rec, episodes_per_task: tuple[int, int, int], output: Path, workers: int) -> Path:
-    """The recipe's dataset with another number of episodes per task (reused when generated)."""
+def _own_data(rec, output: Path, workers: int) -> Path:
+    """The (variant's) recipe's dataset, reused when already generated."""
     from embodia.data.engine.generate import already_generated, generate
 
-    gen = recipe_data_config(rec, output, workers, episodes_per_task)
+    gen = recipe_data_config(rec, output, workers)
     if not already_generated(gen):
         generate(gen)
     return output
@@ -174,16 +186,16 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    rec = recipe(args.recipe)
     variant = VARIANTS[args.variant]
+    rec = replace(recipe(args.recipe), **variant.data)
     stage_over, train_over, eval_over = variant.stage, variant.train, variant.eval
     runs_of, what = variant.runs_of, variant.what
     stages = [replace(s, **stage_over) for s in rec.stages]
     steps = sum(s.steps for s in stages)
     out = args.output / args.variant
     data = args.data
-    if variant.episodes_per_task is not None:
-        data = _own_data(rec, variant.episodes_per_task, out / "data", args.workers)
+    if variant.data:
+        data = _own_data(rec, out / "data", args.workers)
     per_seed = {}
     for seed in args.seeds:
         seed_dir = out / f"s{seed}"

@@ -87,7 +87,7 @@ _TORCHVISION_STUB = {
 }
 
 
-def _ensure_torchvision(tmp: Path) -> str:
+def ensure_torchvision(tmp: Path) -> str:
     if importlib.util.find_spec("torchvision") is not None:
         return "real torchvision"
     for rel, text in _TORCHVISION_STUB.items():
@@ -236,7 +236,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp_str:
         tmp = Path(tmp_str)
-        tv = _ensure_torchvision(tmp)
+        tv = ensure_torchvision(tmp)
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
         from lerobot.datasets.utils import dataset_to_policy_features
 

@@ -5,8 +5,10 @@
     embodia data generate [--tasks ...]    simulation data engine (Meta-World -> LeRobot v3 + QA)
     embodia data show [--dataset ...]      contact sheet PNG
     embodia data info [--dataset ...]      summary of a dataset
+    embodia data stats DIR                 normalisation statistics a dataset lacks
     embodia depth train-autoencoder ...    latent space for GEM's depth generator (presets)
     embodia serve --checkpoint DIR         serve a policy over WebSocket (openpi protocol)
+    embodia export --checkpoint C --output O [--merge]   a serving checkpoint (LoRA merged)
     embodia eval rollout|qa|depth|bench    closed-loop success, embodied QA, depth, benchmarks
 
 Each subcommand's options come from a typed dataclass config (tyro); `--help` lists them.
@@ -26,10 +28,10 @@ from dataclasses import dataclass
 
 import tyro
 
-from embodia.configs.data import GenerateConfig, InfoConfig, ShowConfig
+from embodia.configs.data import GenerateConfig, InfoConfig, ShowConfig, StatsConfig
 from embodia.configs.depth import TrainAutoencoderConfig
 from embodia.configs.eval import BenchConfig, DepthConfig, QAConfig, RolloutConfig
-from embodia.configs.serve import ServeConfig
+from embodia.configs.serve import ExportConfig, ServeConfig
 from embodia.configs.tokenizer import FitConfig
 from embodia.configs.train import TrainConfig
 from embodia.pipeline import RecipeRunConfig
@@ -55,6 +57,12 @@ def run_info(cfg: InfoConfig) -> None:
     print_summary(cfg.dataset)
 
 
+def run_stats(cfg: StatsConfig) -> None:
+    from embodia.data.compute_stats import run_stats as compute
+
+    compute(cfg)
+
+
 def run_fit_cli(cfg: FitConfig) -> None:
     from embodia.models.fast_fit import run_fit
 
@@ -65,6 +73,12 @@ def run_serve(cfg: ServeConfig) -> None:
     from embodia.serving.main import serve
 
     serve(cfg)
+
+
+def run_export(cfg: ExportConfig) -> None:
+    from embodia.export import export
+
+    export(cfg)
 
 
 def run_train_autoencoder(cfg: TrainAutoencoderConfig) -> None:
@@ -117,6 +131,7 @@ COMMANDS: dict[str, dict[str, tuple[type, Callable]]] = {
         "generate": (GenerateConfig, run_generate),
         "show": (ShowConfig, run_show),
         "info": (InfoConfig, run_info),
+        "stats": (StatsConfig, run_stats),
     },
     "tokenizer": {"fit": (FitConfig, run_fit_cli)},
     "depth": {"train-autoencoder": (TrainAutoencoderConfig, run_train_autoencoder)},
@@ -142,6 +157,7 @@ TOP_LEVEL: dict[str, tuple[type, Callable]] = {
     "recipe": (RecipeRunConfig, run_recipe_cli),
     "train": (TrainConfig, run_train),
     "serve": (ServeConfig, run_serve),
+    "export": (ExportConfig, run_export),
 }
 
 

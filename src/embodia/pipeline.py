@@ -157,17 +157,17 @@ def recipe_data_config(
     rec: Recipe,
     output: Path,
     workers: int,
-    episodes_per_task: tuple[int, int, int] | None = None,
     progress: bool = True,
 ):
-    """``data generate`` with the recipe's settings (``episodes_per_task`` may differ: the test
-    layouts depend only on the seed, the task and the index, so they stay the same)."""
+    """``data generate`` with the recipe's settings. A recipe that differs only in episodes per
+    task or cameras keeps the same test layouts: they depend only on the seed, the task and the
+    episode's index."""
     from embodia.configs.data import GenerateConfig
 
     return GenerateConfig(
         output=output,
         tasks=rec.tasks,
-        episodes_per_task=episodes_per_task or rec.episodes_per_task,
+        episodes_per_task=rec.episodes_per_task,
         cameras=rec.cameras,
         image_size=rec.image_size,
         seed=rec.seed,

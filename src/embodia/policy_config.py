@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from embodia.data.normalize import QuantileNormalizer
-from embodia.models.action_space import EMBODIMENTS, SAWYER, Embodiment
+from embodia.models.action_space import EMBODIMENTS, SAWYER, Embodiment, EmbodimentError
 from embodia.utils.fs import atomic_write_text
 
 POLICY_FILE = "policy.json"
@@ -35,7 +35,8 @@ class PolicyConfig:
     """How a checkpoint reads observations and writes actions; saved as ``policy.json``."""
 
     embodiment: str
-    """Name in :data:`embodia.models.action_space.EMBODIMENTS` (e.g. ``metaworld-sawyer``)."""
+    """The embodiment's name: a built-in (:data:`embodia.models.action_space.EMBODIMENTS`, e.g.
+    ``metaworld-sawyer``) or a user's own, whose definition is then ``embodiment_spec``."""
     cameras: tuple[str, ...]
     """Camera names in the order the model saw them in training (one vision block each)."""
     normalizer: dict[str, Any]
@@ -55,6 +56,10 @@ class PolicyConfig:
     aliases: dict[str, str] = field(default_factory=dict)
     """Flat observation keys of existing robot code -> canonical paths, e.g.
     ``{"observation/image": "images/corner", "observation/state": "state"}`` (openpi's repack)."""
+    embodiment_spec: dict[str, Any] | None = None
+    """The embodiment's definition (``Embodiment.to_dict()``), saved with every trained
+    checkpoint so that one trained on a user's own robot loads without that robot's file;
+    None = the built-in of that name."""
 
     def __post_init__(self) -> None:
         self.cameras = tuple(self.cameras)
@@ -63,9 +68,10 @@ class PolicyConfig:
         self.validate()
 
     def validate(self) -> None:
-        if self.embodiment not in EMBODIMENTS:
+        if self.embodiment_spec is None and self.embodiment not in EMBODIMENTS:
             raise PolicyConfigError(
-                f"unknown embodiment {self.embodiment!r}; known: {sorted(EMBODIMENTS)}"
+                f"unknown embodiment {self.embodiment!r} and no embodiment_spec defining it; "
+                f"built in: {sorted(EMBODIMENTS)}"
             )
         if not self.cameras or len(set(self.cameras)) != len(self.cameras):
             raise PolicyConfigError(f"cameras must be unique and non-empty, got {self.cameras}")
@@ -90,7 +96,17 @@ class PolicyConfig:
             ) from exc
 
     def embodiment_obj(self) -> Embodiment:
-        return EMBODIMENTS[self.embodiment]
+        if self.embodiment_spec is None:
+            return EMBODIMENTS[self.embodiment]
+        try:
+            emb = Embodiment.from_dict(self.embodiment_spec, "embodiment_spec")
+        except EmbodimentError as exc:
+            raise PolicyConfigError(str(exc)) from exc
+        if emb.name != self.embodiment:
+            raise PolicyConfigError(
+                f"embodiment_spec defines {emb.name!r}, but embodiment is {self.embodiment!r}"
+            )
+        return emb
 
     def normalizer_obj(self) -> QuantileNormalizer:
         try:

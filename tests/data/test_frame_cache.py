@@ -141,6 +141,7 @@ def test_a_failed_build_leaves_no_entry(dataset, tmp_path, monkeypatch):
 def test_training_samples_never_decode_video(dataset, tmp_path, monkeypatch):
     spec = DatasetSpec(path=dataset, cameras=(CAM,))
     source = EpisodeSource(spec, horizon=8, image_size=32, cache_root=tmp_path, progress=False)
+    source.open_frames()
     from embodia.data.lerobot_v3 import video
 
     def no_decode(*a, **k):

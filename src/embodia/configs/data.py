@@ -1,10 +1,12 @@
-"""Typed configs for the data commands (`embodia data generate | show | info`)."""
+"""Typed configs for the data commands (`embodia data generate | show | info | stats`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+import tyro
 
 SPLITS = ("train", "val", "test")
 
@@ -72,3 +74,24 @@ class InfoConfig:
     """Print a dataset's summary: episodes, frames, tasks, splits, features, QA counts."""
 
     dataset: Path = Path("outputs/metaworld-mt10")
+
+
+@dataclass
+class StatsConfig:
+    """Compute a LeRobot v3 dataset's normalisation statistics (meta/stats.json).
+
+    For datasets that lack them (or lack some features'): mean, std, min, max and the quantiles
+    q01..q99 of every numeric feature, and per-channel intensity statistics of every image/video
+    feature, in LeRobot's layout. Features that already have statistics are kept unless
+    --overwrite."""
+
+    dataset: tyro.conf.Positional[Path]
+    """The dataset directory (its meta/info.json names the features)."""
+    features: tuple[str, ...] = ()
+    """Only these features; default every feature that has no statistics yet (all with
+    --overwrite)."""
+    visual: bool = True
+    """Also image/video features (decodes every episode's video once); --no-visual skips them."""
+    overwrite: bool = False
+    """Recompute features that already have statistics."""
+    progress: bool = True

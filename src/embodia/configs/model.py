@@ -90,6 +90,32 @@ class ActionConfig:
     dit: ActionDiTConfig = field(default_factory=ActionDiTConfig)  # used when expert="gem-dit"
 
 
+#: Linear layers of the language model that LoRA adapts by default: attention and the
+#: vision-language expert's FFN (the action expert, heads and proprio train fully instead).
+LORA_TARGETS = (
+    r".*language_model\.layers\.\d+\."
+    r"(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.vl\.(gate_proj|up_proj|down_proj))"
+)
+
+
+@dataclass
+class LoraSettings:
+    """Low-rank adapters (PEFT's LoRA) on the backbone's language model; see ``models/lora.py``."""
+
+    rank: int = 16
+    alpha: float = 32.0
+    """Scale numerator: the adapter's update is scaled by alpha / rank."""
+    dropout: float = 0.0
+    targets: str = LORA_TARGETS
+    """Regex over module names inside the Hugging Face backbone (a full match, as PEFT does)."""
+
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            raise ValueError(f"LoRA rank must be >= 1, got {self.rank}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
+
+
 @dataclass
 class ModelConfig:
     name: str = "tiny"
@@ -103,6 +129,7 @@ class ModelConfig:
         default_factory=lambda: {"text": 1.0, "fast": 1.0, "flow": 1.0, "depth": 0.1}
     )
     depth: DepthConfig | None = None  # GEM's depth supervision (issue #4); None = off
+    lora: LoraSettings | None = None  # LoRA adapters on the backbone; None = full weights
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -118,6 +145,8 @@ class ModelConfig:
         depth = data.pop("depth", None)
         data["depth"] = None if depth is None else DepthConfig.from_dict(depth)
         # ---
+        lora = data.pop("lora", None)
+        data["lora"] = None if lora is None else LoraSettings(**lora)
         action = ActionConfig(**action)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known

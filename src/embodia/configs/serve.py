@@ -31,3 +31,20 @@ class ServeConfig:
     """torch intra-op threads (default: torch's choice)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Logging level of the server (every refused request is logged at warning)."""
+
+
+@dataclass
+class ExportConfig:
+    """Write a checkpoint for serving: the model and policy.json, no optimizer or trainer state.
+
+    With --merge, LoRA adapters (``embodia train --lora``) are folded into the backbone's weights:
+    the result is a plain checkpoint that ``embodia serve`` and ``embodia eval`` load, with the
+    same actions as the adapted model."""
+
+    checkpoint: Path
+    """Checkpoint: a step directory, a run directory, its ``checkpoints/`` or ``latest``."""
+    output: Path
+    """Directory to write (refused if it exists, unless --overwrite)."""
+    merge: bool = False
+    """Fold LoRA adapters into the weights (the checkpoint must have adapters)."""
+    overwrite: bool = False

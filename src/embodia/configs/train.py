@@ -17,20 +17,129 @@ from typing import Literal
 
 @dataclass
 class DatasetSpec:
-    """One data source. ``kind`` episodes = LeRobot v3 episodes; conversations = GEM/Qwen JSONL."""
+    """One data source. ``kind`` episodes = LeRobot v3 episodes; conversations = GEM/Qwen JSONL.
+
+    For episodes it maps the roles the model needs onto the dataset's own feature names (read
+    from its ``meta/info.json``): which image/video features are the cameras and in which order,
+    which vector is the state and which the action, which embodiment places them in the action
+    template, and optionally which features hold each camera's depth. The instruction is the
+    LeRobot task of each frame.
+    """
 
     path: Path
     kind: Literal["episodes", "conversations"] = "episodes"
     name: str = ""  # defaults to the directory name
     split: str = "train"
     embodiment: str = "metaworld-sawyer"
+    """A built-in embodiment's name or a JSON / YAML file defining one."""
     cameras: tuple[str, ...] = ()  # episodes: default = every image/video feature, in order
     state_key: str = "observation.state"
     action_key: str = "action"
+    depth_keys: tuple[str, ...] = ()
+    """Depth feature per camera, in camera order; default ``observation.depth.<camera>`` where
+    the dataset has it. A dataset without depth trains with the depth loss masked."""
+    camera_names: tuple[str, ...] = ()
+    """The names a trained policy gives its cameras (in ``policy.json``, served metadata and
+    the ``images`` of a request), in camera order; default the feature name without
+    ``observation.images.``. E.g. ``[agentview, wrist]`` for LIBERO datasets whose features are
+    ``observation.images.image`` and ``observation.images.wrist_image``."""
 
     @property
     def label(self) -> str:
         return self.name or Path(self.path).name
+
+
+#: Fields a dataset-config file may set (per dataset, or once for every ``--datasets`` dir).
+DATASET_CONFIG_FIELDS = (
+    "name",
+    "split",
+    "embodiment",
+    "cameras",
+    "state_key",
+    "action_key",
+    "depth_keys",
+    "camera_names",
+)
+
+
+def dataset_specs(cfg: TrainConfig) -> list[DatasetSpec]:
+    """The run's data sources: ``--datasets`` with the role flags, then ``--dataset-config``.
+
+    The config file is either one mapping of :data:`DATASET_CONFIG_FIELDS` that applies to every
+    ``--datasets`` directory (overriding the flags), or ``{"datasets": [{"path": ..., ...}]}``
+    naming the run's datasets itself, in place of ``--datasets`` (relative paths are relative to
+    the file).
+    """
+    flags = {
+        "embodiment": cfg.embodiment,
+        "state_key": cfg.state_key,
+        "action_key": cfg.action_key,
+        "cameras": tuple(cfg.cameras),
+    }
+    entries: list[tuple[Path, dict]] = [(Path(p), {}) for p in cfg.datasets]
+    if cfg.dataset_config is not None:
+        from embodia.utils.fs import ConfigFileError, read_config_file
+
+        where = str(cfg.dataset_config)
+        try:
+            data = read_config_file(cfg.dataset_config)
+        except ConfigFileError as exc:
+            raise ValueError(f"--dataset-config: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: must hold a mapping, got {type(data).__name__}")
+        if "datasets" in data:
+            rows = data["datasets"]
+            if set(data) != {"datasets"} or not isinstance(rows, list) or not rows:
+                raise ValueError(
+                    f"{where}: 'datasets' must be a non-empty list and the only top-level field"
+                )
+            base = Path(cfg.dataset_config).parent
+            entries = [
+                _dataset_entry(row, f"{where}: datasets[{i}]", base) for i, row in enumerate(rows)
+            ]
+        else:
+            _check_fields(data, where, allowed=DATASET_CONFIG_FIELDS)
+            if not cfg.datasets:
+                raise ValueError(
+                    f"{where}: a config without a 'datasets' list applies to --datasets, "
+                    "and none were given"
+                )
+            entries = [(p, dict(data)) for p, _ in entries]
+    if not entries:
+        raise ValueError("no datasets: pass --datasets DIR ... or a --dataset-config file")
+    specs = []
+    for path, over in entries:
+        kind = "conversations" if path.suffix == ".jsonl" else "episodes"
+        fields_ = {**flags, **over}
+        for key in ("cameras", "depth_keys", "camera_names"):
+            if key in fields_:
+                fields_[key] = tuple(fields_[key])
+        specs.append(DatasetSpec(path=path, kind=kind, **fields_))
+    return specs
+
+
+def _dataset_entry(row: object, where: str, base: Path) -> tuple[Path, dict]:
+    if not isinstance(row, dict) or "path" not in row:
+        raise ValueError(f"{where}: must be a mapping with a 'path'")
+    _check_fields(row, where, allowed=("path", *DATASET_CONFIG_FIELDS))
+    path = Path(row["path"])
+    return (path if path.is_absolute() else base / path), {
+        k: v for k, v in row.items() if k != "path"
+    }
+
+
+def _check_fields(row: dict, where: str, allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(row) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(allowed)}")
+    for key in ("cameras", "depth_keys", "camera_names"):
+        if key in row and (
+            not isinstance(row[key], list) or not all(isinstance(c, str) for c in row[key])
+        ):
+            raise ValueError(f"{where}: {key!r} must be a list of feature names, got {row[key]!r}")
+    for key in ("name", "split", "embodiment", "state_key", "action_key"):
+        if key in row and not isinstance(row[key], str):
+            raise ValueError(f"{where}: {key!r} must be a string, got {row[key]!r}")
 
 
 @dataclass
@@ -168,15 +277,32 @@ class TrainConfig:
     output: Path = Path("runs/tiny")
     """Run directory: checkpoints/, logs/ (TensorBoard), metrics.jsonl, loss_curves.png."""
     embodiment: str = "metaworld-sawyer"
-    """Embodiment of the episode datasets (``embodia.models.action_space.EMBODIMENTS``);
-    ``metaworld-sawyer-privileged`` with ``--state-key observation.environment_state`` is the
-    privileged-state control."""
+    """Embodiment of the episode datasets: a built-in (``metaworld-sawyer``, ``libero-panda``,
+    ``so100``, ``aloha``; ``metaworld-sawyer-privileged`` with ``--state-key
+    observation.environment_state`` is the privileged-state control) or a JSON / YAML file
+    naming the template slot of every action (and state) dimension."""
     state_key: str = "observation.state"
     """The episode datasets' proprioceptive state feature."""
+    action_key: str = "action"
+    """The episode datasets' action feature."""
+    cameras: tuple[str, ...] = ()
+    """The episode datasets' camera features, in the order the model sees them (e.g.
+    ``observation.images.front observation.images.wrist``); default every image/video feature."""
+    dataset_config: Path | None = None
+    """JSON / YAML file mapping roles to each dataset's keys (fields of ``DatasetSpec``: cameras,
+    state_key, action_key, embodiment, depth_keys, split), for every --datasets dir or as a
+    ``datasets:`` list with paths (which then replaces --datasets); it overrides the flags above."""
     preset: str = "tiny"
     """Model preset, or a checkpoint directory to start from (--init)."""
     init: Path | None = None
     """Start from this embodia checkpoint or Hugging Face Qwen-VL directory instead of a preset."""
+    lora: int = 0
+    """LoRA rank: fine-tune the backbone's language model through PEFT adapters of this rank
+    (attention + vision-language FFN; the vision tower stays frozen) while the action expert,
+    heads and proprio projection train fully; 0 = train the weights themselves."""
+    lora_alpha: float | None = None
+    """LoRA scale numerator (updates are scaled by alpha / rank); default 2 x rank."""
+    lora_dropout: float = 0.0
     curriculum: str = "wall-oss"
     """wall-oss | gem | actions (one joint stage); ignored with --curriculum-file."""
     curriculum_file: Path | None = None

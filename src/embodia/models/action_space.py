@@ -9,8 +9,12 @@ space robots map their joints onto the slots in order (the template is a layout,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from embodia.utils.fs import ConfigFileError, read_config_file
 
 TEMPLATE = (
     "left_ee_x",
@@ -52,6 +56,69 @@ class Embodiment:
     slots: tuple[str, ...]  # template slot per robot action dimension, in the robot's order
     state_slots: tuple[str, ...] | None = None
     state_dims: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slots", tuple(self.slots))
+        if self.state_slots is not None:
+            object.__setattr__(self, "state_slots", tuple(self.state_slots))
+        if self.state_dims is not None:
+            object.__setattr__(self, "state_dims", tuple(int(d) for d in self.state_dims))
+        if not isinstance(self.name, str) or not self.name:
+            raise EmbodimentError(f"an embodiment needs a non-empty name, got {self.name!r}")
+        for field_name, slots in (("action", self.slots), ("state", self.state_slots or ())):
+            unknown = [s for s in slots if s not in TEMPLATE]
+            if unknown:
+                raise EmbodimentError(
+                    f"embodiment {self.name!r}: {field_name} slot(s) {unknown} are not in the "
+                    f"template {list(TEMPLATE)}"
+                )
+            if len(set(slots)) != len(slots):
+                raise EmbodimentError(
+                    f"embodiment {self.name!r}: {field_name} slots repeat: {list(slots)}"
+                )
+        if not self.slots:
+            raise EmbodimentError(f"embodiment {self.name!r}: no action slots")
+        if self.state_dims is not None:
+            want = len(self.state_slots or self.slots)
+            if len(self.state_dims) != want or min(self.state_dims) < 0:
+                raise EmbodimentError(
+                    f"embodiment {self.name!r}: state_dims {list(self.state_dims)} must name "
+                    f"{want} non-negative elements, one per state slot"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The definition as a user's embodiment file holds it (``action``, ``state``, ...)."""
+        out: dict[str, Any] = {"name": self.name, "action": list(self.slots)}
+        if self.state_slots is not None:
+            out["state"] = list(self.state_slots)
+        if self.state_dims is not None:
+            out["state_dims"] = list(self.state_dims)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "embodiment") -> Embodiment:
+        """Parse ``{"name", "action": [slots], "state": [slots]?, "state_dims": [ints]?}``."""
+        if not isinstance(data, dict):
+            raise EmbodimentError(f"{where}: must be a mapping, got {type(data).__name__}")
+        known = {"name", "action", "state", "state_dims", "description"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise EmbodimentError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+        for key in ("name", "action"):
+            if key not in data:
+                raise EmbodimentError(f"{where}: missing field {key!r}")
+        for key in ("action", "state", "state_dims"):
+            if key in data and not isinstance(data[key], list):
+                raise EmbodimentError(f"{where}: field {key!r} must be a list, got {data[key]!r}")
+        try:
+            return cls(
+                data["name"],
+                tuple(data["action"]),
+                tuple(data["state"]) if "state" in data else None,
+                tuple(data["state_dims"]) if "state_dims" in data else None,
+            )
+        except EmbodimentError as exc:
+            raise EmbodimentError(f"{where}: {exc}") from exc
 
     @property
     def indices(self) -> np.ndarray:
@@ -99,6 +166,10 @@ class Embodiment:
         return _place(self.name, x, np.array([TEMPLATE.index(s) for s in slots]))
 
 
+class EmbodimentError(ValueError):
+    """An embodiment name or definition is unknown or malformed; the message names it."""
+
+
 def _place(name: str, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
     if x.shape[-1] != len(indices):
         raise ValueError(f"{name}: expected {len(indices)} dims, got shape {x.shape}")
@@ -122,4 +193,46 @@ SAWYER_PRIVILEGED = Embodiment(
     state_dims=(0, 1, 2, 3, 4, 5, 6, 11, 12, 13, 36, 37, 38),
 )
 
-EMBODIMENTS = {e.name: e for e in (SAWYER, SAWYER_PRIVILEGED)}
+#: Franka Panda as LIBERO's LeRobot datasets carry it: actions are end-effector deltas (xyz,
+#: axis-angle) plus the gripper command; the 8-D state is the end-effector position, its
+#: axis-angle orientation and the two finger positions (both gripper slots: the template is a
+#: layout, and a one-armed robot leaves the right arm's slots free).
+LIBERO_PANDA = Embodiment(
+    "libero-panda",
+    TEMPLATE[:7],
+    state_slots=(*TEMPLATE[:7], "right_gripper"),
+)
+
+#: SO-100 / SO-101 (LeRobot's arm): 5 joints + gripper, in joint space for both action and
+#: state; the joints fill the arm's six slots in order (no kinematics needed).
+SO100 = Embodiment("so100", (*TEMPLATE[:5], "left_gripper"))
+
+#: ALOHA (bimanual): per arm 6 joints + gripper, left then right, actions and state alike.
+ALOHA = Embodiment("aloha", TEMPLATE[:14])
+
+EMBODIMENTS = {e.name: e for e in (SAWYER, SAWYER_PRIVILEGED, LIBERO_PANDA, SO100, ALOHA)}
+
+
+def load_embodiment(spec: str | Path) -> Embodiment:
+    """A built-in embodiment by name, or a user's own from a JSON / YAML file.
+
+    The file names the template slot of every action dimension (and, when the state's meaning
+    differs, of every state dimension), e.g. ``{"name": "my-arm", "action": ["left_ee_x", ...,
+    "left_gripper"], "state": [...]}``; see :data:`TEMPLATE` for the slots.
+    """
+    text = str(spec)
+    if text in EMBODIMENTS:
+        return EMBODIMENTS[text]
+    path = Path(text)
+    if path.suffix.lower() not in (".json", ".yaml", ".yml"):
+        raise EmbodimentError(
+            f"unknown embodiment {text!r}: use one of {sorted(EMBODIMENTS)} or a .json / .yaml "
+            "file that defines one"
+        )
+    if not path.is_file():
+        raise EmbodimentError(f"embodiment file {path} does not exist")
+    try:
+        data = read_config_file(path)
+    except ConfigFileError as exc:
+        raise EmbodimentError(str(exc)) from exc
+    return Embodiment.from_dict(data, str(path))

@@ -112,6 +112,10 @@ class EmbodiedModel(InferenceMixin, nn.Module):
                 cfg.action.dit, self.backbone, TEMPLATE_DIM, cfg.action.horizon
             )
         # ---
+        if cfg.lora is not None:  # a checkpoint trained with adapters: the same layers first
+            from embodia.models.lora import inject
+
+            inject(self, cfg.lora)
 
     @classmethod
     def from_preset(cls, name: str, fast_tokenizer=None) -> EmbodiedModel:
@@ -275,6 +279,10 @@ class EmbodiedModel(InferenceMixin, nn.Module):
             self.image_processor.save_pretrained(tmp)
             if self.fast_tokenizer is not None:
                 self.fast_tokenizer.save(tmp / FAST_DIR)
+            if self.cfg.lora is not None:
+                from embodia.models.lora import save_adapter
+
+                save_adapter(self, tmp)
         return directory
 
     @classmethod

@@ -22,7 +22,7 @@ from embodia.data.frame_cache import CacheRequest, open_frame_cache
 from embodia.data.images import random_shift, resize_depth, resize_rgb
 from embodia.data.lerobot_v3.reader import LeRobotV3Dataset
 from embodia.data.normalize import QuantileNormalizer
-from embodia.models.action_space import EMBODIMENTS, Embodiment
+from embodia.models.action_space import Embodiment, EmbodimentError, load_embodiment
 from embodia.models.flow import sample_time
 from embodia.models.noise import SEED_KEY
 from embodia.models.sequence import DropConfig, EmbodiedSample, SequenceBuilder, collate
@@ -58,71 +58,117 @@ class EpisodeSource:
         self.name = spec.label
         self.horizon = horizon
         self.image_size = image_size
+        self.cache_root, self.progress = cache_root, progress
+        where = Path(spec.path) / "meta/info.json"
         try:
             self.ds = LeRobotV3Dataset(spec.path)
         except (FileNotFoundError, ValueError) as exc:
             raise DataError(f"dataset {spec.path}: {exc}") from exc
         feats = self.ds.features
-        self.cameras = list(spec.cameras) or [
-            k for k, f in feats.items() if f.dtype in ("video", "image")
-        ]
-        for key in [*self.cameras, spec.state_key, spec.action_key]:
+        visual = [k for k, f in feats.items() if f.dtype in ("video", "image")]
+        self.cameras = list(spec.cameras) or visual
+        if not self.cameras:
+            raise DataError(f"{where}: no image or video features to train on")
+        for role, key in [
+            *(("camera", c) for c in self.cameras),
+            ("state", spec.state_key),
+            ("action", spec.action_key),
+        ]:
             if key not in feats:
                 raise DataError(
-                    f"{Path(spec.path) / 'meta/info.json'}: no feature {key!r} "
-                    f"(it has {sorted(feats)})"
+                    f"{where}: no feature {key!r} for the {role} (it has {sorted(feats)})"
                 )
-        if not self.cameras:
-            raise DataError(f"{spec.path}: no image or video features to train on")
-        # depth per view (GEM): observation.images.<cam> pairs with observation.depth.<cam>
-        self.depth_keys = None
-        if with_depth:
-            self.depth_keys = [
-                c.replace("observation.images.", "observation.depth.", 1) for c in self.cameras
-            ]
-            missing = [k for k in self.depth_keys if k not in feats]
-            if missing:
+            if role == "camera" and key not in visual:
                 raise DataError(
-                    f"{Path(spec.path) / 'meta/info.json'}: the model trains depth but "
-                    f"the dataset has no feature {missing[0]!r}"
+                    f"{where}: camera {key!r} is a {feats[key].dtype!r} feature, not an image "
+                    f"or video (image/video features: {visual})"
                 )
-        if spec.embodiment not in EMBODIMENTS:
-            raise DataError(
-                f"dataset {spec.path}: unknown embodiment {spec.embodiment!r}; "
-                f"known: {sorted(EMBODIMENTS)}"
-            )
-        self.embodiment: Embodiment = EMBODIMENTS[spec.embodiment]
+        self.camera_names = self._camera_names(spec)
+        self.depth_keys = self._depth_keys(spec, feats, where) if with_depth else None
+        try:
+            self.embodiment: Embodiment = load_embodiment(spec.embodiment)
+        except EmbodimentError as exc:
+            raise DataError(f"dataset {spec.path}: {exc}") from exc
         emb = self.embodiment
-        checks = ((spec.state_key, emb.fits_state), (spec.action_key, emb.fits_action))
-        for key, fits in checks:
+        checks = (
+            ("state", spec.state_key, emb.fits_state, emb.state_slots or emb.slots),
+            ("action", spec.action_key, emb.fits_action, emb.slots),
+        )
+        for role, key, fits, slots in checks:
             width = feats[key].shape[-1] if feats[key].shape else 1
             if not fits(width):
-                raise DataError(
-                    f"{spec.path}: feature {key!r} has {width} dims, which embodiment "
-                    f"{emb.name} cannot take (its slots: {list(emb.slots)}; state elements "
-                    f"{list(emb.state_dims) if emb.state_dims else 'all'})"
+                want = (
+                    f"elements {list(emb.state_dims)} of it"
+                    if role == "state" and emb.state_dims
+                    else f"{len(slots)} dims ({list(slots)})"
                 )
-        # Fails loudly (MissingStatsError names the key) if the dataset lacks the statistics.
-        self.normalizer = QuantileNormalizer.from_stats_json(self.ds.stats).subset(
-            [spec.state_key, spec.action_key]
-        )
-        episodes = self.ds.episode_indices(spec.split)
+                raise DataError(
+                    f"{where}: {role} feature {key!r} has {width} dims, but embodiment "
+                    f"{emb.name!r} takes {want}"
+                )
+        try:
+            self.normalizer = QuantileNormalizer.from_stats_json(self.ds.stats).subset(
+                [spec.state_key, spec.action_key]
+            )
+        except (KeyError, ValueError) as exc:
+            raise DataError(
+                f"{Path(spec.path) / 'meta/stats.json'}: {exc}; compute the statistics with "
+                f"`embodia data stats {spec.path}`"
+            ) from exc
+        try:
+            episodes = self.ds.episode_indices(spec.split)
+        except KeyError as exc:
+            raise DataError(f"dataset {spec.path}: {exc.args[0]}") from exc
         if not episodes:
             raise DataError(f"{spec.path}: split {spec.split!r} has no episodes")
         self.episodes = episodes
         self.index = [
             (ep, t) for ep in episodes for t in range(int(self.ds.episodes[ep]["length"]))
         ]
+        self.frames = None  # opened by open_frames(), once every source has been checked
+
+    def _camera_names(self, spec: DatasetSpec) -> list[str]:
+        """What a trained policy calls each camera (``policy.json``, requests, metadata)."""
+        names = list(spec.camera_names) or [
+            c.removeprefix("observation.images.") for c in self.cameras
+        ]
+        if len(names) != len(self.cameras) or len(set(names)) != len(names):
+            raise DataError(
+                f"dataset {spec.path}: camera_names {names} must name each of the "
+                f"{len(self.cameras)} cameras {self.cameras} once"
+            )
+        return names
+
+    def _depth_keys(self, spec: DatasetSpec, feats: dict, where: Path) -> list[str] | None:
+        """Depth features per camera: the spec's (each must exist), else the engine's
+        ``observation.depth.<camera>`` if the dataset has them all, else None (no depth: the
+        depth loss is masked for this dataset's samples, as GEM's mixture does)."""
+        if spec.depth_keys:
+            if len(spec.depth_keys) != len(self.cameras):
+                raise DataError(
+                    f"dataset {spec.path}: {len(spec.depth_keys)} depth_keys for "
+                    f"{len(self.cameras)} cameras {self.cameras}"
+                )
+            missing = [k for k in spec.depth_keys if k not in feats]
+            if missing:
+                raise DataError(f"{where}: no depth feature {missing[0]!r}")
+            return list(spec.depth_keys)
+        keys = [c.replace("observation.images.", "observation.depth.", 1) for c in self.cameras]
+        return keys if all(k in feats for k in keys) else None
+
+    def open_frames(self) -> None:
+        """Open the shared frame cache (building it with a progress bar on first use)."""
+        spec = self.spec
         request = CacheRequest(
             Path(spec.path),
-            tuple(episodes),
+            tuple(self.episodes),
             tuple(self.cameras),
             tuple(self.depth_keys or ()),
             (spec.state_key, spec.action_key),
-            image_size,
+            self.image_size,
         )
         try:
-            self.frames = open_frame_cache(self.ds, request, cache_root, progress)
+            self.frames = open_frame_cache(self.ds, request, self.cache_root, self.progress)
         except ValueError as exc:
             raise DataError(str(exc)) from exc
 
@@ -227,6 +273,10 @@ def build_sources(
         conv = path / "conversations" / f"{spec.split}.jsonl"
         if conv.exists():
             sources.append(ConversationSource(conv, f"{spec.label}/qa", image_size, with_depth))
+    # Every dataset has been checked (keys, widths, statistics) before any frame is decoded.
+    for src in sources:
+        if src.kind == "episodes":
+            src.open_frames()
     return sources
 
 

@@ -60,8 +60,16 @@ def resolve(model: nn.Module, names: tuple[str, ...] | list[str]) -> dict[str, l
 
 
 def set_trainable(model: nn.Module, names: tuple[str, ...] | list[str]) -> set[str]:
-    """Freeze everything, then unfreeze the named groups; returns the trainable parameter names."""
+    """Freeze everything, then unfreeze the named groups; returns the trainable parameter names.
+
+    A model with LoRA adapters (``cfg.lora``) trains its pretrained backbone weights only through
+    their adapters: a stage that names "llm" trains that group's adapters, not its weights."""
     chosen = {p for ps in resolve(model, names).values() for p in ps}
+    cfg = getattr(model, "cfg", None)
+    if getattr(cfg, "lora", None) is not None:
+        from embodia.models.lora import trainable_under_lora
+
+        chosen = {p for p in chosen if trainable_under_lora(p)}
     for n, p in model.named_parameters():
         p.requires_grad_(n in chosen)
     return chosen

@@ -25,9 +25,9 @@ from tqdm import tqdm
 from embodia.configs.model import preset
 from embodia.configs.train import (
     CURRICULA,
-    DatasetSpec,
     StageConfig,
     TrainConfig,
+    dataset_specs,
     load_curriculum_file,
     select_stages,
 )
@@ -75,7 +75,31 @@ def _stages(cfg: TrainConfig) -> list[tuple[int, StageConfig]]:
 def _build_model(cfg: TrainConfig, resume_from: Path | None) -> EmbodiedModel:
     torch.manual_seed(cfg.seed)
     if resume_from is not None:
-        return EmbodiedModel.from_pretrained(resume_from)
+        return EmbodiedModel.from_pretrained(resume_from)  # adapters, if any, come with it
+    model = _initial_model(cfg)
+    if cfg.lora:
+        from embodia.configs.model import LoraSettings
+        from embodia.models.lora import inject
+
+        if model.cfg.lora is not None:
+            raise TrainingError(
+                f"--lora {cfg.lora}: the --init checkpoint already carries LoRA adapters "
+                "(merge them first: embodia export --merge)"
+            )
+        try:
+            settings = LoraSettings(
+                rank=cfg.lora,
+                alpha=cfg.lora_alpha if cfg.lora_alpha is not None else 2.0 * cfg.lora,
+                dropout=cfg.lora_dropout,
+            )
+            inject(model, settings)
+        except ValueError as exc:
+            raise TrainingError(f"--lora {cfg.lora}: {exc}") from exc
+        model.cfg.lora = settings
+    return model
+
+
+def _initial_model(cfg: TrainConfig) -> EmbodiedModel:
     if cfg.init is not None:
         model = EmbodiedModel.from_pretrained(cfg.init)
         if cfg.horizon and cfg.horizon != model.cfg.action.horizon:
@@ -258,10 +282,10 @@ class Trainer:
             except (ValueError, FileNotFoundError) as exc:
                 raise TrainingError(f"--ema {cfg.ema}: {exc}") from exc
         horizon = self.model.cfg.action.horizon
-        specs = [
-            DatasetSpec(path=p, kind=_kind(p), embodiment=cfg.embodiment, state_key=cfg.state_key)
-            for p in cfg.datasets
-        ]
+        try:
+            specs = dataset_specs(cfg)
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from exc
         with_depth = "depth" in self.model.aux_heads
         try:
             self.sources = build_sources(
@@ -303,16 +327,16 @@ class Trainer:
             self.model.backbone.hf.activation_checkpointing_enable()
 
     def _policy_config(self):
+        """policy.json of the first episodes dataset (a run on conversations only has none)."""
         if self.primary is None:
             return None
-        try:
-            from embodia.policy_config import PolicyConfig
-        except ImportError:
-            return None
+        from embodia.policy_config import PolicyConfig
+
         src = self.primary
         return PolicyConfig(
             embodiment=src.embodiment.name,
-            cameras=[c.removeprefix("observation.images.") for c in src.cameras],
+            embodiment_spec=src.embodiment.to_dict(),
+            cameras=src.camera_names,
             state_key=src.spec.state_key,
             action_key=src.spec.action_key,
             normalizer=src.normalizer.to_dict(),
@@ -505,11 +529,6 @@ class Trainer:
             )
         self.acc.wait_for_everyone()
         return path
-
-
-def _kind(path: Path) -> str:
-    p = Path(path)
-    return "conversations" if p.suffix == ".jsonl" else "episodes"
 
 
 def train(cfg: TrainConfig) -> Path:

@@ -53,3 +53,33 @@ def atomic_dir(final: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class ConfigFileError(ValueError):
+    """A user's JSON / YAML file is missing or does not parse; the message names it."""
+
+
+def read_config_file(path: Path) -> object:
+    """The content of a JSON or YAML file (chosen by suffix); errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise ConfigFileError(f"{path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"{path}: cannot read ({exc})") from exc
+    if path.suffix.lower() == ".json":
+        import json
+
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigFileError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigFileError(f"{path}: not valid YAML ({exc})") from exc
+    raise ConfigFileError(f"{path}: expected a .json, .yaml or .yml file")

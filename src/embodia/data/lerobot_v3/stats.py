@@ -142,3 +142,40 @@ def stats_to_json(stats: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
 
 def stats_from_json(data: dict[str, dict[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
     return {k: {s: np.asarray(v) for s, v in d.items()} for k, d in data.items()}
+
+
+def set_exact_quantiles(entry: dict[str, np.ndarray], values: np.ndarray) -> None:
+    """Replace a numeric feature's averaged per-episode quantiles by the exact dataset ones.
+
+    Averaging per-episode quantiles (LeRobot's approximation) is badly wrong when episodes differ,
+    as in a multi-task mixture: on MT10 it put the action q01/q99 well inside the data, so 27-79%
+    of values would be clipped by quantile normalisation. Numeric columns are small, so the exact
+    quantiles cost little; images keep the approximation.
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+    exact = np.quantile(values, list(QUANTILES.values()), axis=0)
+    for name, row in zip(QUANTILES, exact, strict=True):
+        entry[name] = row.reshape(np.shape(entry[name]))
+
+
+def dataset_stats(ds, keys: list[str], progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
+    """Statistics of ``keys`` over every episode of a :class:`LeRobotV3Dataset`, as the writer
+    computes them: exact for numeric features, subsampled for images and videos (one episode
+    decoded at a time)."""
+    from tqdm import tqdm
+
+    from .features import NUMERIC_DTYPES
+
+    numeric = [k for k in keys if ds.features[k].dtype in NUMERIC_DTYPES]
+    per_episode, columns = [], {k: [] for k in numeric}
+    for ep in tqdm(range(ds.num_episodes), desc="stats", unit="ep", disable=not progress):
+        frames = ds.load_episode(ep, keys)
+        per_episode.append(
+            {k: compute_feature_stats(np.asarray(frames[k]), ds.features[k].dtype) for k in keys}
+        )
+        for k in numeric:
+            columns[k].append(np.asarray(frames[k]).reshape(len(frames[k]), -1))
+    stats = aggregate_stats(per_episode)
+    for k in numeric:
+        set_exact_quantiles(stats[k], np.concatenate(columns[k]))
+    return stats

@@ -93,9 +93,9 @@ from .features import (
     write_parquet,
 )
 from .stats import (
-    QUANTILES,
     aggregate_stats,
     compute_feature_stats,
+    set_exact_quantiles,
     stats_from_json,
     stats_to_json,
 )
@@ -685,13 +685,7 @@ def _build(
 def _exact_numeric_quantiles(
     stats: dict, tables: list[pa.Table], features: dict[str, Feature]
 ) -> None:
-    """Replace averaged per-episode quantiles by exact dataset quantiles for numeric features.
-
-    Averaging per-episode quantiles (LeRobot's approximation) is badly wrong when episodes differ,
-    as in a multi-task mixture: on MT10 it put the action q01/q99 well inside the data, so 27-79%
-    of values would be clipped by quantile normalisation. Numeric columns are small, so the exact
-    quantiles cost little; images keep the approximation.
-    """
+    """Exact dataset quantiles for every numeric feature (see ``set_exact_quantiles``)."""
     for key, ft in features.items():
         if ft.dtype not in NUMERIC_DTYPES or key not in stats:
             continue
@@ -700,9 +694,7 @@ def _exact_numeric_quantiles(
             values = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), -1)
         else:
             values = col.to_numpy(zero_copy_only=False).reshape(len(col), -1)
-        exact = np.quantile(values.astype(np.float64), list(QUANTILES.values()), axis=0)
-        for name, row in zip(QUANTILES, exact, strict=True):
-            stats[key][name] = row.reshape(np.shape(stats[key][name]))
+        set_exact_quantiles(stats[key], values)
 
 
 def _write_episodes(
