@@ -7,9 +7,12 @@ temporary sibling and renamed into place, so a failed export leaves no half-writ
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from embodia.configs.serve import ExportConfig
+from embodia.models.checkpoint import resolve_checkpoint
+from embodia.policy_config import ROBOTS_DIR
 from embodia.utils.fs import atomic_dir
 
 
@@ -30,8 +33,11 @@ def export(cfg: ExportConfig) -> Path:
             )
         layers = merge(policy.model)
         print(f"merged {layers} LoRA layers (rank {adapters.rank}) into the backbone weights")
+    source = resolve_checkpoint(cfg.checkpoint)
     with atomic_dir(out) as tmp:
         policy.save(tmp)
+        if (source / ROBOTS_DIR).is_dir():  # the run's other robots (policies/<name>.json)
+            shutil.copytree(source / ROBOTS_DIR, tmp / ROBOTS_DIR)
     kind = "adapters kept" if adapters is not None and not cfg.merge else "plain weights"
     print(f"wrote {out} ({kind}); serve it with: embodia serve --checkpoint {out}")
     return out

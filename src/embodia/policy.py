@@ -53,14 +53,20 @@ class Policy:
             model.fast_slots = self.embodiment.indices.tolist()
 
     @classmethod
-    def load(cls, checkpoint_dir: str | Path, device: str = "cpu") -> Policy:
+    def load(
+        cls, checkpoint_dir: str | Path, device: str = "cpu", robot: str | None = None
+    ) -> Policy:
         """Load a checkpoint in any form :func:`~embodia.models.checkpoint.resolve_checkpoint`
-        accepts (a step directory, a run directory, ``checkpoints/`` or its ``latest`` file)."""
+        accepts (a step directory, a run directory, ``checkpoints/`` or its ``latest`` file).
+
+        ``robot``: for a run trained on several robots' datasets, the dataset whose robot to
+        serve (its embodiment, cameras and statistics); default the first."""
         from embodia.models.checkpoint import resolve_checkpoint
         from embodia.models.embodied import EmbodiedModel
 
         checkpoint_dir = resolve_checkpoint(checkpoint_dir)
-        config = PolicyConfig.load(checkpoint_dir)  # first: a cheap, clear error before the weights
+        # first: a cheap, clear error before the weights
+        config = PolicyConfig.load(checkpoint_dir, robot)
         model = EmbodiedModel.from_pretrained(checkpoint_dir, map_location=device).to(device)
         return cls(model.eval(), config)
 

@@ -21,6 +21,9 @@ from embodia.models.action_space import EMBODIMENTS, SAWYER, Embodiment, Embodim
 from embodia.utils.fs import atomic_write_text
 
 POLICY_FILE = "policy.json"
+#: A run on several robots' datasets: policy.json serves the first, ``policies/<dataset>.json``
+#: each of the others (``embodia serve --robot <dataset>``).
+ROBOTS_DIR = "policies"
 MODES = ("flow", "fast")
 LEVELS = ("reasoning", "subtask", "actions")
 TEXT_LEVELS = ("reasoning", "subtask")
@@ -142,16 +145,26 @@ class PolicyConfig:
         except (TypeError, ValueError) as exc:
             raise PolicyConfigError(f"{where}: {exc}") from exc
 
-    def save(self, directory: str | Path) -> Path:
-        """Write ``<directory>/policy.json`` atomically (after the model: save_pretrained replaces
-        the whole directory)."""
-        path = Path(directory) / POLICY_FILE
+    def save(self, directory: str | Path, robot: str | None = None) -> Path:
+        """Write ``<directory>/policy.json`` (or, for another of the run's robots,
+        ``policies/<robot>.json``) atomically, after the model: save_pretrained replaces the
+        whole directory."""
+        path = _config_path(directory, robot)
+        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
     @classmethod
-    def load(cls, directory: str | Path) -> PolicyConfig:
-        path = Path(directory) / POLICY_FILE
+    def load(cls, directory: str | Path, robot: str | None = None) -> PolicyConfig:
+        """``policy.json``, or with ``robot`` the config of that dataset's robot in a run
+        trained on several (``policies/<robot>.json``)."""
+        path = _config_path(directory, robot)
+        if robot is not None and not path.is_file():
+            others = sorted(p.stem for p in (Path(directory) / ROBOTS_DIR).glob("*.json"))
+            raise PolicyConfigError(
+                f"{path}: the checkpoint has no robot {robot!r}; it serves the first dataset's "
+                f"robot by default and also {others or 'no other'}"
+            )
         if not path.is_file():
             raise PolicyConfigError(
                 f"{path}: no {POLICY_FILE} in the checkpoint (it names the embodiment, cameras and "
@@ -174,6 +187,12 @@ class PolicyConfig:
         action_key = kw.get("action_key", "action")
         norm = QuantileNormalizer(LeRobotV3Dataset(root).stats).subset([state_key, action_key])
         return cls(embodiment, tuple(cameras), norm.to_dict(), **kw)
+
+
+def _config_path(directory: str | Path, robot: str | None) -> Path:
+    if robot is None:
+        return Path(directory) / POLICY_FILE
+    return Path(directory) / ROBOTS_DIR / f"{robot}.json"
 
 
 def state_width(emb: Embodiment, norm: QuantileNormalizer, state_key: str) -> int:

@@ -154,3 +154,48 @@ def test_a_libero_checkpoint_evaluates_in_libero(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["results"]["overall"]["episodes"] == 10  # 10 tasks x 1 fixed initial state
     assert results["protocol"]["policy"]["embodiment"] == "libero-panda"
+
+
+def test_one_run_on_two_robots_serves_each_with_its_own_statistics(tmp_path):
+    from embodia.policy_config import PolicyConfigError
+
+    run = _train(
+        tmp_path,
+        _libero_config()
+        + (f"  - path: {FIXTURES / 'so100_joint'}\n    embodiment: so100\n    name: arm\n"),
+    )
+    panda, arm = Policy.load(run), Policy.load(run, robot="arm")
+    assert (panda.config.embodiment, panda.dof, panda.config.cameras) == (
+        "libero-panda",
+        7,
+        ("agentview", "wrist"),
+    )
+    assert (arm.config.embodiment, arm.dof, arm.config.cameras) == ("so100", 6, ("front",))
+    so100_stats = json.loads((FIXTURES / "so100_joint/meta/stats.json").read_text())
+    np.testing.assert_allclose(
+        arm.normalizer.stats["action"]["q99"], so100_stats["action"]["q99"], rtol=1e-6
+    )
+    out = arm.infer(
+        {
+            "images": {"front": np.zeros((64, 64, 3), np.uint8)},
+            "state": np.zeros(6, np.float32),
+            "prompt": "pick up the red cube",
+        }
+    )
+    assert out["actions"].shape == (8, 6)
+    with pytest.raises(PolicyConfigError, match=r"no robot 'ur5'.*\['arm'\]"):
+        Policy.load(run, robot="ur5")
+    from embodia.configs.serve import ExportConfig
+    from embodia.export import export
+
+    export(ExportConfig(checkpoint=run, output=tmp_path / "served"))
+    assert Policy.load(tmp_path / "served", robot="arm").config.embodiment == "so100"
+
+
+def test_two_datasets_of_one_name_are_refused(tmp_path):
+    from embodia.training.trainer import TrainingError
+
+    config = f"datasets:\n  - path: {FIXTURES / 'so100_joint'}\n    embodiment: so100\n"
+    config += f"  - path: {FIXTURES / 'so100_joint'}\n    embodiment: so100\n"
+    with pytest.raises(TrainingError, match=r"both called 'so100_joint'.*'name'"):
+        _train(tmp_path, config)

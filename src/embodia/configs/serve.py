@@ -13,6 +13,9 @@ class ServeConfig:
 
     checkpoint: Path | None = None
     """Checkpoint: a step directory, a run directory (``runs/x``), its ``checkpoints/`` or ``checkpoints/latest``."""
+    robot: str | None = None
+    """A run trained on several robots' datasets: the dataset (its name in the run) whose robot to
+    serve, with its embodiment, cameras and statistics; default the first dataset's."""
     preset: str | None = None
     """Instead of a checkpoint: a model preset with random weights (e.g. tiny), for trying the loop."""
     cameras: tuple[str, ...] = ("corner", "gripperPOV")

@@ -16,10 +16,12 @@ def build_policy(cfg: ServeConfig):
     from embodia.policy import Policy
     from embodia.serving.demo import demo_policy
 
+    if cfg.robot is not None and cfg.checkpoint is None:
+        raise ValueError("--robot names one of a checkpoint's robots: it needs --checkpoint")
     if (cfg.checkpoint is None) == (cfg.preset is None):
         raise ValueError("give exactly one of --checkpoint DIR or --preset NAME (random weights)")
     if cfg.checkpoint is not None:  # a step, run or checkpoints/ directory, or checkpoints/latest
-        return Policy.load(cfg.checkpoint, device=cfg.device)
+        return Policy.load(cfg.checkpoint, device=cfg.device, robot=cfg.robot)
     policy = demo_policy(cfg.preset, tuple(cfg.cameras))
     policy.model.to(cfg.device)
     log.warning("preset %r has random weights: actions are meaningless (demo only)", cfg.preset)

@@ -273,6 +273,13 @@ def build_sources(
         conv = path / "conversations" / f"{spec.split}.jsonl"
         if conv.exists():
             sources.append(ConversationSource(conv, f"{spec.label}/qa", image_size, with_depth))
+    labels = [s.name for s in sources]
+    repeated = sorted({n for n in labels if labels.count(n) > 1})
+    if repeated:
+        raise DataError(
+            f"two datasets are both called {repeated[0]!r} (their directory name): give each a "
+            "'name' in the --dataset-config, so mixtures, statistics and robots stay apart"
+        )
     # Every dataset has been checked (keys, widths, statistics) before any frame is decoded.
     for src in sources:
         if src.kind == "episodes":

@@ -53,12 +53,14 @@ def save_checkpoint(
     scheduler,
     state: TrainerState,
     normalizers: dict[str, dict],
-    policy_config=None,
+    policy_configs: dict | None = None,
     keep: int = 2,
     average=None,
 ) -> Path:
-    """``average`` (a :class:`~embodia.training.ema.WeightAverage`): save its weights as the
-    model's and the optimizer's own weights beside them, for ``--resume``."""
+    """``policy_configs``: dataset name -> PolicyConfig, the first written as ``policy.json``
+    and the others as ``policies/<name>.json``. ``average`` (a
+    :class:`~embodia.training.ema.WeightAverage`): save its weights as the model's and the
+    optimizer's own weights beside them, for ``--resume``."""
     root = checkpoints_dir(run)
     root.mkdir(parents=True, exist_ok=True)
     with atomic_dir(root / name) as tmp:
@@ -71,8 +73,8 @@ def save_checkpoint(
                 model.save_pretrained(tmp)
             save_training_weights(model, tmp)
         (tmp / NORMALIZERS).write_text(json.dumps(normalizers, indent=2))
-        if policy_config is not None:
-            policy_config.save(tmp)
+        for i, (robot, config) in enumerate((policy_configs or {}).items()):
+            config.save(tmp, None if i == 0 else robot)
         if optimizer is not None:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         if scheduler is not None:

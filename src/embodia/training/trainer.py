@@ -322,25 +322,26 @@ class Trainer:
                 self.model, stage, self.mixtures[idx], self.model.fast_tokenizer is not None
             )
         self.normalizers = {s.name: s.normalizer.to_dict() for s in episodes}
-        self.primary = episodes[0] if episodes else None
         if cfg.gradient_checkpointing:
             self.model.backbone.hf.activation_checkpointing_enable()
 
-    def _policy_config(self):
-        """policy.json of the first episodes dataset (a run on conversations only has none)."""
-        if self.primary is None:
-            return None
+    def _policy_configs(self) -> dict:
+        """policy.json of each episodes dataset, the first one's first (it is the default one
+        served); a run on conversations only has none."""
         from embodia.policy_config import PolicyConfig
 
-        src = self.primary
-        return PolicyConfig(
-            embodiment=src.embodiment.name,
-            embodiment_spec=src.embodiment.to_dict(),
-            cameras=src.camera_names,
-            state_key=src.spec.state_key,
-            action_key=src.spec.action_key,
-            normalizer=src.normalizer.to_dict(),
-        )
+        return {
+            src.name: PolicyConfig(
+                embodiment=src.embodiment.name,
+                embodiment_spec=src.embodiment.to_dict(),
+                cameras=src.camera_names,
+                state_key=src.spec.state_key,
+                action_key=src.spec.action_key,
+                normalizer=src.normalizer.to_dict(),
+            )
+            for src in self.sources
+            if src.kind == "episodes"
+        }
 
     # ------------------------------------------------------------------ the loop
 
@@ -523,7 +524,7 @@ class Trainer:
                 sched,
                 state,
                 self.normalizers,
-                self._policy_config(),
+                self._policy_configs(),
                 keep=self.cfg.keep_checkpoints,
                 average=self.average,
             )
