@@ -18,37 +18,17 @@ from embodia.training.trainer import train
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "lerobot"
 
 
-def _stages(tmp_path: Path) -> Path:
-    path = tmp_path / "stages.json"
-    path.write_text(
-        json.dumps(
-            [
-                {
-                    "name": "flow",
-                    "steps": 3,
-                    "trainable": ["all"],
-                    "loss_weights": {"flow": 1.0},
-                    "mixture": {"episodes": 1.0},
-                    "action_modes": {"flow": 1.0},
-                    "lr": 1e-3,
-                    "warmup": 0.0,
-                }
-            ]
-        )
-    )
-    return path
-
-
-def _train(tmp_path: Path, config_text: str) -> Path:
+def _train(tmp_path: Path, config_text: str, flow_stage_file) -> Path:
     config = tmp_path / "dataset.yaml"
     config.write_text(config_text)
+    stages = flow_stage_file(3)
     train(
         TrainConfig(
             dataset_config=config,
             output=tmp_path / "run",
             batch_size=2,
             workers=0,
-            curriculum_file=_stages(tmp_path),
+            curriculum_file=stages,
             horizon=8,
             log_with="none",
             progress=False,
@@ -58,14 +38,13 @@ def _train(tmp_path: Path, config_text: str) -> Path:
     return tmp_path / "run"
 
 
-def test_an_so100_dataset_written_by_lerobot_trains_and_serves(tmp_path):
+def test_an_so100_dataset_written_by_lerobot_trains_and_serves(tmp_path, flow_stage_file):
     from embodia.serving.client import PolicyClient
     from embodia.serving.server import PolicyServer
     from embodia.serving.thread import ServerThread
 
-    run = _train(
-        tmp_path, f"datasets:\n  - path: {FIXTURES / 'so100_joint'}\n    embodiment: so100\n"
-    )
+    config = f"datasets:\n  - path: {FIXTURES / 'so100_joint'}\n    embodiment: so100\n"
+    run = _train(tmp_path, config, flow_stage_file)
     policy = Policy.load(run)
     meta = policy.metadata()
     assert (meta["embodiment"], meta["cameras"], meta["state_dim"], meta["action_shape"]) == (
@@ -98,8 +77,10 @@ def _libero_config() -> str:
     )
 
 
-def test_a_libero_dataset_written_by_lerobot_trains_with_video_and_image_frames(tmp_path):
-    policy = Policy.load(_train(tmp_path, _libero_config()))
+def test_a_libero_dataset_written_by_lerobot_trains_with_video_and_image_frames(
+    tmp_path, flow_stage_file
+):
+    policy = Policy.load(_train(tmp_path, _libero_config(), flow_stage_file))
     meta = policy.metadata()
     assert (meta["cameras"], meta["state_dim"], meta["action_shape"]) == (
         ["agentview", "wrist"],
@@ -133,12 +114,12 @@ def test_data_stats_restores_what_lerobot_wrote(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_libero_checkpoint_evaluates_in_libero(tmp_path):
+def test_a_libero_checkpoint_evaluates_in_libero(tmp_path, flow_stage_file):
     pytest.importorskip("libero.libero", reason="optional extra: pip install -e '.[libero]'")
     from embodia.configs.eval import RolloutConfig
     from embodia.evaluation.rollout import run_rollouts
 
-    run = _train(tmp_path, _libero_config())
+    run = _train(tmp_path, _libero_config(), flow_stage_file)
     out = run_rollouts(
         RolloutConfig(
             checkpoint=run,
@@ -156,14 +137,11 @@ def test_a_libero_checkpoint_evaluates_in_libero(tmp_path):
     assert results["protocol"]["policy"]["embodiment"] == "libero-panda"
 
 
-def test_one_run_on_two_robots_serves_each_with_its_own_statistics(tmp_path):
+def test_one_run_on_two_robots_serves_each_with_its_own_statistics(tmp_path, flow_stage_file):
     from embodia.policy_config import PolicyConfigError
 
-    run = _train(
-        tmp_path,
-        _libero_config()
-        + (f"  - path: {FIXTURES / 'so100_joint'}\n    embodiment: so100\n    name: arm\n"),
-    )
+    arm_entry = f"  - path: {FIXTURES / 'so100_joint'}\n    embodiment: so100\n    name: arm\n"
+    run = _train(tmp_path, _libero_config() + arm_entry, flow_stage_file)
     panda, arm = Policy.load(run), Policy.load(run, robot="arm")
     assert (panda.config.embodiment, panda.dof, panda.config.cameras) == (
         "libero-panda",
@@ -192,10 +170,10 @@ def test_one_run_on_two_robots_serves_each_with_its_own_statistics(tmp_path):
     assert Policy.load(tmp_path / "served", robot="arm").config.embodiment == "so100"
 
 
-def test_two_datasets_of_one_name_are_refused(tmp_path):
+def test_two_datasets_of_one_name_are_refused(tmp_path, flow_stage_file):
     from embodia.training.trainer import TrainingError
 
     config = f"datasets:\n  - path: {FIXTURES / 'so100_joint'}\n    embodiment: so100\n"
     config += f"  - path: {FIXTURES / 'so100_joint'}\n    embodiment: so100\n"
     with pytest.raises(TrainingError, match=r"both called 'so100_joint'.*'name'"):
-        _train(tmp_path, config)
+        _train(tmp_path, config, flow_stage_file)

@@ -22,17 +22,17 @@ from embodia.policy import Policy
 from embodia.training.trainer import TrainingError, train
 
 
-@pytest.fixture(scope="module")
-def qwen_dir(tmp_path_factory) -> Path:
-    """A randomly initialised tiny Qwen2.5-VL saved as Hugging Face writes one."""
+@pytest.fixture(scope="module", params=["tiny", "tiny-qwen3"])
+def qwen_dir(tmp_path_factory, request) -> Path:
+    """A randomly initialised tiny Qwen2.5-VL / Qwen3-VL saved as Hugging Face writes one."""
     from embodia.configs.model import preset
     from embodia.models.backbone import QwenVLBackbone
     from embodia.models.embodied import build_image_processor
     from embodia.models.text_tokenizer import load_preset_tokenizer, special_ids
 
     torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("qwen") / "tiny-qwen2.5-vl"
-    cfg = preset("tiny")
+    out = tmp_path_factory.mktemp("qwen") / request.param
+    cfg = preset(request.param)
     cfg.image_size = 128  # what an import defaults to (8 x 8 merged patches)
     tok = load_preset_tokenizer(num_fast_tokens=0)
     QwenVLBackbone.from_config(cfg, len(tok), special_ids(tok)).hf.save_pretrained(out)
@@ -59,34 +59,13 @@ def dataset(tmp_path_factory) -> Path:
     return out
 
 
-def _stage_file(tmp_path: Path) -> Path:
-    path = tmp_path / "stages.json"
-    path.write_text(
-        json.dumps(
-            [
-                {
-                    "name": "flow",
-                    "steps": 3,
-                    "trainable": ["all"],
-                    "loss_weights": {"flow": 1.0},
-                    "mixture": {"episodes": 1.0},
-                    "action_modes": {"flow": 1.0},
-                    "lr": 1e-2,
-                    "warmup": 0.0,
-                }
-            ]
-        )
-    )
-    return path
-
-
-def _train(qwen_dir, dataset, tmp_path, **kw) -> Path:
+def _train(init, dataset, tmp_path, stages, output="run", **kw) -> Path:
     return train(
         TrainConfig(
             datasets=(dataset,),
-            init=qwen_dir,
-            output=tmp_path / "run",
-            curriculum_file=_stage_file(tmp_path),
+            init=init,
+            output=tmp_path / output,
+            curriculum_file=stages,
             batch_size=2,
             workers=0,
             log_with="none",
@@ -110,7 +89,7 @@ def _obs(seed: int) -> dict:
 
 
 def test_lora_trains_adapters_and_new_parts_only_then_merges_to_the_same_actions(
-    qwen_dir, dataset, tmp_path
+    qwen_dir, dataset, tmp_path, flow_stage_file
 ):
     from safetensors.torch import load_file
 
@@ -121,7 +100,7 @@ def test_lora_trains_adapters_and_new_parts_only_then_merges_to_the_same_actions
         and ".mlp.action." not in n
         and "embed_tokens" not in n
     }  # (the rows of added tokens are drawn at random)
-    last = _train(qwen_dir, dataset, tmp_path, lora=4)
+    last = _train(qwen_dir, dataset, tmp_path, flow_stage_file(3, lr=1e-2), lora=4)
     trained = load_file(str(last / "model.safetensors"))
     # every pretrained backbone weight is exactly the base's: only the adapters moved
     wrapped = {k.replace(".base_layer.", "."): v for k, v in trained.items() if not is_adapter(k)}
@@ -155,20 +134,10 @@ def test_lora_trains_adapters_and_new_parts_only_then_merges_to_the_same_actions
     assert not (tmp_path / "m2").exists()
 
 
-def test_lora_is_refused_on_a_checkpoint_that_already_has_adapters(qwen_dir, dataset, tmp_path):
-    _train(qwen_dir, dataset, tmp_path, lora=2)
+def test_lora_is_refused_on_a_checkpoint_that_already_has_adapters(
+    qwen_dir, dataset, tmp_path, flow_stage_file
+):
+    stages = flow_stage_file(3)
+    _train(qwen_dir, dataset, tmp_path, stages, lora=2)
     with pytest.raises(TrainingError, match="already carries LoRA adapters"):
-        train(
-            TrainConfig(
-                datasets=(dataset,),
-                init=tmp_path / "run",
-                output=tmp_path / "again",
-                lora=2,
-                curriculum_file=_stage_file(tmp_path),
-                batch_size=2,
-                workers=0,
-                log_with="none",
-                progress=False,
-                frame_cache=tmp_path / "cache",
-            )
-        )
+        _train(tmp_path / "run", dataset, tmp_path, stages, output="again", lora=2)

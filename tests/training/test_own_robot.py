@@ -315,7 +315,9 @@ def test_an_action_wider_than_the_embodiment_is_refused(so100_dataset, tmp_path)
         _source(DatasetSpec(path=so100_dataset, embodiment=str(arm)), tmp_path)
 
 
-def test_train_serve_a_users_robot_from_its_dataset_config(so100_dataset, tmp_path):
+def test_train_serve_a_users_robot_from_its_dataset_config(
+    so100_dataset, tmp_path, flow_stage_file
+):
     """A user's robot end to end: its own embodiment file and dataset config -> a few training
     steps -> a checkpoint that loads without those files and answers in the robot's units."""
     from embodia.policy import Policy
@@ -332,23 +334,7 @@ def test_train_serve_a_users_robot_from_its_dataset_config(so100_dataset, tmp_pa
         "    cameras: [observation.images.wrist, observation.images.front]\n"
         "    camera_names: [gripper, scene]\n"
     )
-    stages = tmp_path / "stages.json"
-    stages.write_text(
-        json.dumps(
-            [
-                {
-                    "name": "flow",
-                    "steps": 2,
-                    "trainable": ["all"],
-                    "loss_weights": {"flow": 1.0},
-                    "mixture": {"episodes": 1.0},
-                    "action_modes": {"flow": 1.0},
-                    "lr": 1e-3,
-                    "warmup": 0.0,
-                }
-            ]
-        )
-    )
+    stages = flow_stage_file(2)
     last = train(
         TrainConfig(
             dataset_config=config,

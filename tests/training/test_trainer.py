@@ -72,29 +72,6 @@ def config(dataset, tmp_path, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def flow_stage_file(tmp_path: Path, steps: int, trainable=("all",), depth: float = 0.0) -> Path:
-    """One flow stage (plus GEM's depth loss at weight ``depth`` when it is not 0)."""
-    path = tmp_path / "stages.json"
-    weights = {"flow": 1.0, **({"depth": depth} if depth else {})}
-    path.write_text(
-        json.dumps(
-            [
-                {
-                    "name": "flow",
-                    "steps": steps,
-                    "trainable": list(trainable),
-                    "loss_weights": weights,
-                    "mixture": {"episodes": 1.0},
-                    "action_modes": {"flow": 1.0},
-                    "lr": 1e-3,
-                    "warmup": 0.0,
-                }
-            ]
-        )
-    )
-    return path
-
-
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -142,16 +119,18 @@ def gem_init(depth_codec: Path, directory: Path, dit: bool) -> Path:
     return directory
 
 
-def variant_kwargs(variant: str, tmp_path: Path, depth_codec: Path, steps: int) -> dict:
+def variant_kwargs(
+    variant: str, tmp_path: Path, depth_codec: Path, steps: int, flow_stage_file
+) -> dict:
     """Training settings of a test variant: the in-backbone flow expert alone, with GEM's depth
     head (depth loss 0.1), or GEM-VLA's DiT expert with the depth head."""
     if variant == "flow":
-        return {"curriculum_file": flow_stage_file(tmp_path, steps=steps)}
+        return {"curriculum_file": flow_stage_file(steps=steps)}
     init = gem_init(depth_codec, tmp_path / f"init-{variant}", dit=variant == "gem-dit")
     return {
         "init": init,
         "horizon": None,
-        "curriculum_file": flow_stage_file(tmp_path, steps=steps, depth=0.1),
+        "curriculum_file": flow_stage_file(steps=steps, depth=0.1),
     }
 
 
@@ -159,13 +138,13 @@ def variant_kwargs(variant: str, tmp_path: Path, depth_codec: Path, steps: int) 
     ("variant", "ema"), [("flow", 0.0), ("flow", 0.9), ("gem", 0.0), ("gem-dit", 0.0)]
 )
 def test_resume_after_interrupt_reproduces_the_losses(
-    dataset, depth_codec, tmp_path, monkeypatch, variant, ema
+    dataset, depth_codec, tmp_path, monkeypatch, variant, ema, flow_stage_file
 ):
     """Every random number of a step (flow time and noise, the depth generator's noise level,
     noise and condition dropout, the DiT expert's time and noise) is drawn from the sample's own
     stream, so a resumed run computes exactly the uninterrupted run's losses. With EMA on, resume
     also continues the optimizer's own weights and the average."""
-    kw = variant_kwargs(variant, tmp_path, depth_codec, steps=6)
+    kw = variant_kwargs(variant, tmp_path, depth_codec, 6, flow_stage_file)
     full = config(dataset, tmp_path / "a", checkpoint_every=3, ema=ema, **kw)
     train(full)
     terms = ("flow", "depth") if variant != "flow" else ("flow",)
@@ -195,12 +174,12 @@ def test_resume_after_interrupt_reproduces_the_losses(
         torch.testing.assert_close(served_resumed[name], w, rtol=1e-5, atol=1e-6)
 
 
-def test_an_ema_checkpoint_serves_the_average_of_the_weights(dataset, tmp_path):
+def test_an_ema_checkpoint_serves_the_average_of_the_weights(dataset, tmp_path, flow_stage_file):
     from safetensors.torch import load_file
 
     from embodia.training.ema import TRAINING_WEIGHTS, ema_decay
 
-    stages = flow_stage_file(tmp_path, steps=2)
+    stages = flow_stage_file(steps=2)
     last = train(config(dataset, tmp_path / "e", curriculum_file=stages, ema=0.9))
     served, own = _weights(last), load_file(str(last / TRAINING_WEIGHTS))
     moved = [k for k in own if not torch.equal(own[k], served[k])]
@@ -239,12 +218,14 @@ def _cli_train(args: list[str], nproc: int) -> None:
 
 
 @pytest.mark.parametrize("variant", ["flow", "gem", "gem-dit"])
-def test_two_process_ddp_matches_one_process(dataset, init_ckpt, depth_codec, tmp_path, variant):
+def test_two_process_ddp_matches_one_process(
+    dataset, init_ckpt, depth_codec, tmp_path, variant, flow_stage_file
+):
     """Same global batch: per-sample data and every random number (models/noise.py) do not
     depend on the world size, and each loss has the same number of terms per sample, so the
     per-step losses agree. Ranks seeded alike but drawing from a global RNG would give both ranks
     the same noise for different samples, and these losses would differ."""
-    kw = variant_kwargs(variant, tmp_path, depth_codec, steps=3)
+    kw = variant_kwargs(variant, tmp_path, depth_codec, 3, flow_stage_file)
     init = kw.get("init", init_ckpt)
     terms = ("flow", "depth") if variant != "flow" else ("flow",)
     runs = {}
@@ -302,16 +283,18 @@ def test_corrupt_data_fails_with_file_and_field(dataset, tmp_path):
         train(config(tmp_path / "nowhere", tmp_path, curriculum="actions"))
 
 
-def test_impossible_stage_is_refused_before_any_work(dataset, tmp_path):
+def test_impossible_stage_is_refused_before_any_work(dataset, tmp_path, flow_stage_file):
     with pytest.raises(TrainingError, match="depth"):
         train(config(dataset, tmp_path, curriculum="gem"))
-    bad = flow_stage_file(tmp_path, steps=2, trainable=("no_such_group",))
+    bad = flow_stage_file(steps=2, trainable=("no_such_group",))
     with pytest.raises(ValueError, match="no_such_group"):
         train(config(dataset, tmp_path, curriculum_file=bad))
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    dataset, tmp_path, monkeypatch, flow_stage_file
+):
     real = EmbodiedModel.compute_loss
     calls = {"n": 0}
 
@@ -323,9 +306,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, mo
         return out
 
     monkeypatch.setattr(EmbodiedModel, "compute_loss", flaky)
-    cfg = config(
-        dataset, tmp_path, curriculum_file=flow_stage_file(tmp_path, steps=6), checkpoint_every=2
-    )
+    cfg = config(dataset, tmp_path, curriculum_file=flow_stage_file(steps=6), checkpoint_every=2)
     with pytest.raises(TrainingError, match=r"non-finite loss.*step 4"):
         train(cfg)
     latest = ckpt.latest_checkpoint(cfg.output)
@@ -347,8 +328,10 @@ def test_a_short_run_learns_and_saves_a_loadable_checkpoint(dataset, tmp_path):
     assert json.loads((last / ckpt.NORMALIZERS).read_text())
 
 
-def test_image_size_sets_the_model_resolution_and_bad_sizes_are_refused(dataset, tmp_path):
-    stages = flow_stage_file(tmp_path, steps=1)
+def test_image_size_sets_the_model_resolution_and_bad_sizes_are_refused(
+    dataset, tmp_path, flow_stage_file
+):
+    stages = flow_stage_file(steps=1)
     last = train(config(dataset, tmp_path, curriculum_file=stages, image_size=96))
     assert EmbodiedModel.from_pretrained(last).cfg.image_size == 96
     with pytest.raises(TrainingError, match=r"--image-size 72.*multiple of patch x merge = 16"):
