@@ -43,7 +43,10 @@ def test_an_so100_dataset_written_by_lerobot_trains_and_serves(tmp_path, flow_st
     from embodia.serving.server import PolicyServer
     from embodia.serving.thread import ServerThread
 
-    config = f"datasets:\n  - path: {FIXTURES / 'so100_joint'}\n    embodiment: so100\n"
+    config = (
+        f"datasets:\n  - path: {FIXTURES / 'so100_joint'}\n    embodiment: so100\n"
+        "    aliases: {observation/image: images/front, observation/state: state}\n"
+    )
     run = _train(tmp_path, config, flow_stage_file)
     policy = Policy.load(run)
     meta = policy.metadata()
@@ -66,7 +69,15 @@ def test_an_so100_dataset_written_by_lerobot_trains_and_serves(tmp_path, flow_st
     ):
         assert client.metadata["cameras"] == ["front"] and client.metadata["state_dim"] == 6
         got = client.infer(obs)["actions"]
+        flat = {  # an openpi-style client's own keys, mapped by the dataset config's aliases
+            "observation/image": obs["images"]["front"],
+            "observation/state": obs["state"],
+            "prompt": obs["prompt"],
+            "seed": 0,
+        }
+        got_flat = client.infer(flat)["actions"]
     np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(got_flat, want, atol=1e-6)
 
 
 def _libero_config() -> str:

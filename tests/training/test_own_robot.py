@@ -189,6 +189,10 @@ def test_a_lerobot_dataset_of_another_robot_trains_without_edits(so100_dataset, 
         ({"split": "test"}, "split 'test' not in"),
         ({"camera_names": ("a", "a")}, r"camera_names \['a', 'a'\] must name each of the 2"),
         (
+            {"aliases": {"observation/image": "images/top"}},
+            r"alias 'observation/image' -> 'images/top' names no camera or state",
+        ),
+        (
             {"depth_keys": ("observation.depth.front", "observation.depth.wrist")},
             "no depth feature 'observation.depth.front'",
         ),
@@ -281,6 +285,7 @@ def test_a_dataset_config_maps_roles_for_every_dataset_or_lists_its_own(tmp_path
     [
         ({"camera": ["x"]}, r"unknown field\(s\) \['camera'\]"),
         ({"cameras": "observation.images.front"}, "'cameras' must be a list"),
+        ({"aliases": ["observation/image"]}, "'aliases' must map flat request keys"),
         (
             {"datasets": [{"embodiment": "so100"}]},
             r"datasets\[0\]: must be a mapping with a 'path'",

@@ -43,6 +43,10 @@ class DatasetSpec:
     the ``images`` of a request), in camera order; default the feature name without
     ``observation.images.``. E.g. ``[agentview, wrist]`` for LIBERO datasets whose features are
     ``observation.images.image`` and ``observation.images.wrist_image``."""
+    aliases: dict[str, str] = field(default_factory=dict)
+    """Flat keys the robot's own client sends -> ``images/<camera name>`` or ``state``, written
+    into the trained ``policy.json`` so that ``embodia serve`` accepts e.g. openpi's
+    ``observation/image`` without client changes."""
 
     @property
     def label(self) -> str:
@@ -59,6 +63,7 @@ DATASET_CONFIG_FIELDS = (
     "action_key",
     "depth_keys",
     "camera_names",
+    "aliases",
 )
 
 
@@ -114,6 +119,8 @@ def dataset_specs(cfg: TrainConfig) -> list[DatasetSpec]:
         for key in ("cameras", "depth_keys", "camera_names"):
             if key in fields_:
                 fields_[key] = tuple(fields_[key])
+        if "aliases" in fields_:
+            fields_["aliases"] = dict(fields_["aliases"])
         specs.append(DatasetSpec(path=path, kind=kind, **fields_))
     return specs
 
@@ -140,6 +147,14 @@ def _check_fields(row: dict, where: str, allowed: tuple[str, ...]) -> None:
     for key in ("name", "split", "embodiment", "state_key", "action_key"):
         if key in row and not isinstance(row[key], str):
             raise ValueError(f"{where}: {key!r} must be a string, got {row[key]!r}")
+    if "aliases" in row and not (
+        isinstance(row["aliases"], dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in row["aliases"].items())
+    ):
+        raise ValueError(
+            f"{where}: 'aliases' must map flat request keys to 'state' or "
+            f"'images/<camera>', got {row['aliases']!r}"
+        )
 
 
 @dataclass

@@ -84,6 +84,7 @@ class EpisodeSource:
                     f"or video (image/video features: {visual})"
                 )
         self.camera_names = self._camera_names(spec)
+        self._check_aliases(spec)
         self.depth_keys = self._depth_keys(spec, feats, where) if with_depth else None
         try:
             self.embodiment: Embodiment = load_embodiment(spec.embodiment)
@@ -138,6 +139,17 @@ class EpisodeSource:
                 f"{len(self.cameras)} cameras {self.cameras} once"
             )
         return names
+
+    def _check_aliases(self, spec: DatasetSpec) -> None:
+        """Every alias must land on the state or on one of this dataset's camera names, or the
+        served policy would refuse the requests it was configured for."""
+        targets = {"state", *(f"images/{c}" for c in self.camera_names)}
+        for key, target in spec.aliases.items():
+            if target not in targets:
+                raise DataError(
+                    f"dataset {spec.path}: alias {key!r} -> {target!r} names no camera or "
+                    f"state of this dataset (targets: {sorted(targets)})"
+                )
 
     def _depth_keys(self, spec: DatasetSpec, feats: dict, where: Path) -> list[str] | None:
         """Depth features per camera: the spec's (each must exist), else the engine's

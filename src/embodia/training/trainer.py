@@ -338,6 +338,7 @@ class Trainer:
                 state_key=src.spec.state_key,
                 action_key=src.spec.action_key,
                 normalizer=src.normalizer.to_dict(),
+                aliases=src.spec.aliases,
             )
             for src in self.sources
             if src.kind == "episodes"
