@@ -134,6 +134,11 @@ VARIANTS: dict[str, Variant] = {
         "the corner3 camera instead of corner (corner3 + gripperPOV; own dataset)",
         data={"cameras": ("corner3", "gripperPOV")},
     ),
+    "demos80-steps2400": Variant(
+        "80 demonstrations per task and 2400 steps (the recipe's cameras; own dataset)",
+        {"steps": 2400},
+        data={"episodes_per_task": (80, 0, 10)},
+    ),
     "cam3": Variant(
         "three views: topview + corner + gripperPOV (own dataset)",
         data={"cameras": ("topview", "corner", "gripperPOV")},
