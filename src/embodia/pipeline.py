@@ -247,6 +247,14 @@ def _rate_line(b: dict[str, Any]) -> str:
     return f"{b['successes']}/{b['episodes']} = {_pct(b['rate'])} (95% CI {_pct(lo)}-{_pct(hi)})"
 
 
+def _blind_cells(b: dict[str, Any]) -> str:
+    """The blind baseline's accuracy and whether the model beats it (see
+    :mod:`embodia.evaluation.blind`), as two table cells."""
+    if "blind" not in b:
+        return "- | -"
+    return f"{_pct(b['blind']['rate'])} | {'yes' if b['evidence'] else 'no'}"
+
+
 def _write_report(rec: Recipe, out: Path, summary: dict[str, Any], sheet: Path) -> Path:
     from embodia.evaluation.video import video_strip
 
@@ -278,9 +286,14 @@ def _write_report(rec: Recipe, out: Path, summary: dict[str, Any], sheet: Path) 
         lines += ["## Rollouts (frames with the instruction and predicted subtask)", ""]
         for s in strips:
             lines += [f"![{s.stem}]({s.relative_to(out)})", ""]
-    lines += ["## Embodied QA per category", "", "| category | accuracy |", "|---|---|"]
+    lines += [
+        "## Embodied QA per category",
+        "",
+        "| category | accuracy | blind baseline | evidence of seeing |",
+        "|---|---|---|---|",
+    ]
     for cat, b in summary["qa"]["per_category"].items():
-        lines.append(f"| {cat} | {_rate_line(b)} |")
+        lines.append(f"| {cat} | {_rate_line(b)} | {_blind_cells(b)} |")
     lines += [
         "",
         f"Details: [rollout report]({(rollout / 'report.md').relative_to(out)}), "
@@ -337,8 +350,9 @@ def _print_summary(summary: dict[str, Any], report: Path) -> None:
             f"  {'held-out paraphrases':<28} {_rate_line(summary['rollout_heldout']['overall'])}"
             "  (the same layouts)"
         )
-    print("embodied QA accuracy:")
+    print("embodied QA accuracy (blind baseline: the training answers alone, no image):")
     for cat, b in summary["qa"]["per_category"].items():
-        print(f"  {cat:<28} {_rate_line(b)}")
+        blind, evidence = _blind_cells(b).split(" | ")
+        print(f"  {cat:<28} {_rate_line(b)}  blind {blind}, beats it: {evidence}")
     print(f"  {'overall':<28} {_rate_line(summary['qa']['overall'])}")
     print(f"report: {report.resolve()}")

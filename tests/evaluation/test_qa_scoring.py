@@ -108,6 +108,8 @@ def test_run_qa_end_to_end(engine_dataset, tiny_checkpoint, monkeypatch, tmp_pat
     from embodia.evaluation import answerer
 
     monkeypatch.setattr(answerer, "Answerer", _FakeAnswerer)
+    train = engine_dataset / "conversations" / "train.jsonl"  # the blind baseline's answers
+    train.write_text("".join(json.dumps(r) + "\n" for r in ENGINE_ROWS))
     out = run_qa(
         QAConfig(checkpoint=tiny_checkpoint, dataset=engine_dataset, output=tmp_path / "qa")
     )
@@ -122,3 +124,9 @@ def test_run_qa_end_to_end(engine_dataset, tiny_checkpoint, monkeypatch, tmp_pat
     assert (out / "report.md").read_text().count("unparseable") >= 1
     assert (out / "accuracy_per_category.png").stat().st_size > 1000
     assert len((out / "predictions.jsonl").read_text().splitlines()) == len(ENGINE_ROWS)
+    # fitted on the very answers it is asked: the blind baseline is right on most, and with one
+    # or two questions per category no interval clears it
+    blind = [b["blind"]["successes"] for b in res["per_category"].values()]
+    assert sum(blind) >= len(ENGINE_ROWS) - 3
+    assert not any(b["evidence"] for b in res["per_category"].values())
+    assert "| blind baseline | evidence |" in (out / "report.md").read_text()

@@ -86,6 +86,9 @@ class QAConfig:
     """Wrong / unparseable answers quoted in the report."""
     output: Path = Path("outputs/eval/qa")
     device: str = "cpu"
+    blind_split: str | None = "train"
+    """The split whose answers form the blind baseline reported beside every category
+    (``embodia.evaluation.blind``); None = none. Skipped, with a note, if the dataset lacks it."""
 
 
 @dataclass

@@ -5,6 +5,10 @@ episodes whose layouts no training episode had). Each is asked with its single i
 scored by :mod:`embodia.evaluation.scoring` against the stored exact answer and tolerance.
 Accuracy per category (``grounding/point``, ``spatial/distance``, ...) with Wilson intervals;
 unparseable answers are wrong and counted. Every prediction goes to ``predictions.jsonl``.
+
+Beside each category stands its blind baseline (:mod:`embodia.evaluation.blind`: the training
+split's typical answer to the same question, no image), and whether the model beats it: only
+then does the category say anything about seeing.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from PIL import Image
 
 from embodia.configs.eval import QAConfig
 from embodia.data.conversations import read_conversations
+from embodia.evaluation.blind import AnswerPrior, beats_blind
 from embodia.evaluation.scoring import UNPARSEABLE, score_engine_answer
 from embodia.evaluation.stats import rate_summary
 
@@ -58,7 +63,9 @@ def question_text(row: dict[str, Any]) -> str:
 
 
 def summarize_scores(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy per category and per task type, overall, and unparseable counts."""
+    """Accuracy per category and per task type, overall, and unparseable counts; where the
+    records carry ``blind`` (the blind baseline's verdict), its accuracy and whether the model
+    beats it (``evidence``)."""
     per_cat: dict[str, Any] = {}
     for cat in sorted({r["category"] for r in records}):
         rs = [r for r in records if r["category"] == cat]
@@ -66,6 +73,10 @@ def summarize_scores(records: list[dict[str, Any]]) -> dict[str, Any]:
             **rate_summary(sum(r["status"] == "correct" for r in rs), len(rs)),
             "unparseable": sum(r["status"] == UNPARSEABLE for r in rs),
         }
+        if all("blind" in r for r in rs):
+            blind = rate_summary(sum(bool(r["blind"]) for r in rs), len(rs))
+            per_cat[cat]["blind"] = blind
+            per_cat[cat]["evidence"] = beats_blind(per_cat[cat], blind["rate"])
     headline = {}
     for group in sorted({c.split("/")[0] for c in per_cat}):
         rs = [r for r in records if r["category"].split("/")[0] == group]
@@ -84,6 +95,7 @@ def run_qa(cfg: QAConfig) -> Path:
     from embodia.evaluation.report import accuracy_report
 
     rows = stratified(load_rows(cfg.dataset, cfg.split), cfg.limit)
+    prior = _blind_prior(cfg)
     engine = _engine_config(cfg.dataset)
     model = Answerer(cfg.checkpoint, cfg.device)
     out = Path(cfg.output)
@@ -106,6 +118,7 @@ def run_qa(cfg: QAConfig) -> Path:
                 "prediction": text,
                 "parsed": score.parsed,
                 "status": score.status,
+                **({"blind": prior.correct(row)} if prior is not None else {}),
             }
         )
     summary = summarize_scores(records)
@@ -124,6 +137,12 @@ def run_qa(cfg: QAConfig) -> Path:
         "decoding": f"greedy, at most {cfg.max_new_tokens} new tokens",
         "scoring": "embodia.evaluation.scoring (point in box, IoU >= min_iou, value within "
         "max(abs, rel * truth), first-mentioned option, normalised subtask match)",
+        "blind_baseline": (
+            f"the {cfg.blind_split} split's typical answer per task, category and subject "
+            "(embodia.evaluation.blind); evidence = the model's 95% CI lies above it"
+            if prior is not None
+            else "none"
+        ),
     }
     write_results(out, "qa", protocol, summary)
     bad = [r for r in records if r["status"] != "correct"][: cfg.examples]
@@ -134,6 +153,16 @@ def run_qa(cfg: QAConfig) -> Path:
         f"{summary['unparseable']}; wrote {out / 'results.json'} and {out / 'report.md'}"
     )
     return out
+
+
+def _blind_prior(cfg: QAConfig) -> AnswerPrior | None:
+    if cfg.blind_split is None:
+        return None
+    try:
+        return AnswerPrior(load_rows(cfg.dataset, cfg.blind_split))
+    except FileNotFoundError as exc:
+        print(f"no blind baseline: {exc}")
+        return None
 
 
 def _engine_config(dataset: Path) -> dict[str, Any]:

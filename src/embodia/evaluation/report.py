@@ -161,15 +161,27 @@ def accuracy_report(
         "",
         "## Per category",
         "",
-        "| category | correct | 95% CI | unparseable |",
-        "|---|---|---|---|",
     ]
+    blind = all("blind" in cats[c] for c in names)
+    if blind:
+        lines += [
+            "A category is evidence of seeing only where the model's 95% interval lies above "
+            "its blind baseline (the training split's typical answer, no image).",
+            "",
+            "| category | correct | 95% CI | unparseable | blind baseline | evidence |",
+            "|---|---|---|---|---|---|",
+        ]
+    else:
+        lines += ["| category | correct | 95% CI | unparseable |", "|---|---|---|---|"]
     for c in names:
         b = cats[c]
-        lines.append(
+        row = (
             f"| {c} | {b['successes']}/{b['episodes']} ({_pct(b['rate'])}) | {_ci(b)} | "
             f"{b['unparseable']} |"
         )
+        if blind:
+            row += f" {_pct(b['blind']['rate'])} | {'yes' if b['evidence'] else 'no'} |"
+        lines.append(row)
     lines += ["", f"![accuracy per category]({fig_path.name})", ""]
     if examples:
         lines += ["## Examples of wrong or unparseable answers", ""]

@@ -141,19 +141,44 @@ def test_held_out_paraphrases_never_appear_in_the_data(dataset):
 
 
 def test_conversations_reference_existing_files_and_have_all_families(dataset):
-    families = set()
+    families, used = set(), set()
     for split in ("train", "val", "test"):
         for line in (dataset / "conversations" / f"{split}.jsonl").read_text().splitlines():
             row = json.loads(line)
             assert row["split"] == split
             assert (dataset / "conversations" / row["image"]).is_file()
             assert (dataset / "conversations" / row["depth"]).is_file()
+            used |= {row["image"], row["depth"]}
             assert row["conversations"][0]["from"] == "human"
             assert row["conversations"][0]["value"].startswith("<image>\n")
             families.add(row["task_type"])
     assert families == {"grounding", "spatial", "planning"}
+    images = dataset / "conversations" / "images"
+    stored = {str(p.relative_to(images.parent)) for p in images.rglob("*.png")}
+    assert stored == used  # no image that no kept question asks about
     engine = json.loads((dataset / "engine.json").read_text())
     assert engine["episodes"] == 6 and "metaworld" in engine["versions"]
+
+
+def test_no_question_of_a_split_is_answered_by_its_prior(dataset):
+    """Per task, category and subject, the most common answers of a split are tied (at most
+    1/3 for a blind guess where three or more occur, 1/2 where two), and no question whose
+    answer never varies is kept (plans excepted: they follow from the instruction)."""
+    from collections import Counter
+
+    from embodia.data.engine.qa import UNBALANCED, balance_group
+
+    for split in ("train", "test"):
+        groups: dict[tuple, Counter] = {}
+        for line in (dataset / "conversations" / f"{split}.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            if row["category"] not in UNBALANCED:
+                groups.setdefault(balance_group(row), Counter())[row["answer_class"]] += 1
+        assert groups
+        for key, counts in groups.items():
+            top = sorted(counts.values(), reverse=True)
+            assert len(top) >= 2, (split, key, counts)
+            assert top[0] == top[min(3, len(top)) - 1], (split, key, counts)
 
 
 def test_grounding_answers_match_the_segmentation_render():

@@ -1,6 +1,7 @@
 """QA answers are computed exactly from the given scene state."""
 
 import json
+from collections import Counter
 
 import numpy as np
 
@@ -110,3 +111,73 @@ def test_spatial_questions_are_spread_over_categories():
     samples = qa.spatial_samples(_ctx(things, cam), np.random.default_rng(0), limit=4)
     cats = [s["category"] for s in samples]
     assert len(cats) == 4 and len(set(cats)) == 4
+
+
+# ---------------------------------------------------------------- balancing a split
+
+
+def _choice(env, subject, cls, image="i.png", category="depth_order", task_type="spatial"):
+    return {
+        "env_name": env,
+        "category": category,
+        "task_type": task_type,
+        "subject": list(subject),
+        "answer_class": cls,
+        "image": image,
+    }
+
+
+def test_balance_ties_the_most_common_answers_and_drops_fixed_ones():
+    rows = (
+        [_choice("door", ("a", "b", "c"), "x")] * 10
+        + [_choice("door", ("a", "b", "c"), "y")] * 4
+        + [_choice("door", ("a", "b", "c"), "z")] * 3
+        + [_choice("door", ("a", "b", "c"), "w")] * 1
+        + [_choice("door", ("a", "b"), "a")] * 5  # only ever one answer: dropped
+        + [_choice("door", ("a", "b"), "a", category="relation")] * 2
+        + [_choice("door", ("a", "b"), "b", category="relation")] * 6
+        + [_choice("door", (), "1. Reach.", category="plan", task_type="planning")] * 3
+    )
+    rows = [dict(r, n=i) for i, r in enumerate(rows)]
+    kept = qa.balance(rows, np.random.default_rng(0))
+    count = Counter((r["category"], tuple(r["subject"]), r["answer_class"]) for r in kept)
+    assert count == {
+        ("depth_order", ("a", "b", "c"), "x"): 3,
+        ("depth_order", ("a", "b", "c"), "y"): 3,
+        ("depth_order", ("a", "b", "c"), "z"): 3,
+        ("depth_order", ("a", "b", "c"), "w"): 1,
+        ("relation", ("a", "b"), "a"): 2,
+        ("relation", ("a", "b"), "b"): 2,
+        ("plan", (), "1. Reach."): 3,  # a plan follows from the instruction: kept as it is
+    }
+    assert [r["n"] for r in kept] == sorted(r["n"] for r in kept)  # input order kept
+    again = qa.balance(rows, np.random.default_rng(0))
+    assert [r["n"] for r in again] == [r["n"] for r in kept]  # seeded
+
+
+def test_a_category_budget_scales_every_group_and_keeps_its_ties():
+    rows = [_choice("door", ("a", "b"), c) for c in "ab" * 20] + [
+        _choice("window", ("a", "b"), c) for c in "ab" * 10
+    ]
+    kept = qa.balance(rows, np.random.default_rng(0), budgets={"depth_order": 30})
+    count = Counter((r["env_name"], r["answer_class"]) for r in kept)
+    assert count == {("door", "a"): 10, ("door", "b"): 10, ("window", "a"): 5, ("window", "b"): 5}
+
+
+def test_which_thing_is_named_first_is_drawn_at_random():
+    cam = _camera()
+    puck = _entity("puck", "object", [-0.2, 0.8, 0.05], cam)
+    mug = _entity("mug", "object", [0.2, 1.2, 0.15], cam)
+    firsts, sides = Counter(), Counter()
+    for seed in range(40):
+        for s in qa.spatial_samples(_ctx([puck, mug], cam), np.random.default_rng(seed)):
+            question = s["conversations"][0]["value"]
+            if s["category"] != "height":  # pairs: sorted, the same group in either order
+                assert s["subject"][-2:] == ["mug", "puck"]
+            if s["category"] == "depth_order":
+                firsts[question.index("puck") < question.index("mug")] += 1
+                assert s["answer_class"] == "puck"
+            if "left or to the right" in question:
+                sides[s["answer"]["choice"]] += 1
+                assert s["answer_class"] == "puck"  # the thing on the left, in either order
+    assert min(firsts.values()) >= 10 and min(sides.values()) >= 10

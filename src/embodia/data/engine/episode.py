@@ -168,7 +168,7 @@ class EpisodeRecorder:
                         meta=ctx_meta,
                     )
                     samples += qa.grounding_samples(ctx, rng, cfg.coordinates)
-                    samples += qa.spatial_samples(ctx, rng, cfg.spatial_per_image)
+                    samples += qa.spatial_samples(ctx, rng)  # thinned after balancing
                     samples += qa.planning_samples(ctx, rng, include_plan=(t == 0))
             obs, reward, truncated, info = scene.step(action)
             success = bool(info.get("success", 0.0))

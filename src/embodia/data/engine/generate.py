@@ -15,7 +15,6 @@ Output layout::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import multiprocessing as mp
@@ -294,7 +293,9 @@ def _finalize(cfg: GenerateConfig, stage: Path, plan: list[EpisodeSpec]) -> Path
     check_disjoint(
         (ep["env_name"], ep["split"], np.asarray(ep["layout"])) for ep in dataset.episodes
     )
-    counts = _assemble_conversations(stage / "conversations", assembled / "conversations", plan)
+    counts = _assemble_conversations(
+        stage / "conversations", assembled / "conversations", plan, cfg
+    )
     summary = {
         "config": _config_fingerprint(cfg),
         "episodes": len(plan),
@@ -310,23 +311,37 @@ def _finalize(cfg: GenerateConfig, stage: Path, plan: list[EpisodeSpec]) -> Path
 
 
 def _assemble_conversations(
-    src: Path, dst: Path, plan: list[EpisodeSpec]
+    src: Path, dst: Path, plan: list[EpisodeSpec], cfg: GenerateConfig
 ) -> dict[str, dict[str, int]]:
+    """Each split's conversations, balanced (:func:`embodia.data.engine.qa.balance`: no
+    question's answer follows from its task and wording alone), about ``spatial_per_image``
+    spatial questions per image; only the images a kept sample uses are copied."""
+    from embodia.data.engine import qa
+
     dst.mkdir(parents=True)
     (dst / "images").mkdir()
-    counts: dict[str, Counter] = {s: Counter() for s in SPLITS}
-    with contextlib.ExitStack() as stack:
-        handles = {s: stack.enter_context(open(dst / f"{s}.jsonl", "w")) for s in SPLITS}
-        for spec in plan:
-            ep_dir = src / spec.key
-            with open(ep_dir / "samples.jsonl") as fh:
-                for line in fh:
-                    sample = json.loads(line)
-                    counts[spec.split][f"{sample['task_type']}/{sample['category']}"] += 1
-                    handles[spec.split].write(line)
-            if (ep_dir / "images" / spec.key).exists():
-                shutil.copytree(ep_dir / "images" / spec.key, dst / "images" / spec.key)
-    return {s: dict(sorted(c.items())) for s, c in counts.items()}
+    counts: dict[str, dict[str, int]] = {}
+    for split_number, split in enumerate(SPLITS):
+        specs = [spec for spec in plan if spec.split == split]
+        samples = []
+        for spec in specs:
+            with open(src / spec.key / "samples.jsonl") as fh:
+                samples += [json.loads(line) for line in fh]
+        rng = np.random.default_rng([cfg.seed, split_number])
+        budgets = qa.spatial_budgets(samples, cfg.spatial_per_image)
+        kept = qa.balance(samples, rng, budgets=budgets)
+        with open(dst / f"{split}.jsonl", "w") as fh:
+            for sample in kept:
+                fh.write(json.dumps(sample) + "\n")
+        used = {name for s in kept for name in (s["image"], s.get("depth")) if name}
+        for rel in sorted(used):  # images/<episode key>/<file>, staged under the episode
+            target = dst / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel.split("/")[1] / rel, target)
+        counts[split] = dict(
+            sorted(Counter(f"{s['task_type']}/{s['category']}" for s in kept).items())
+        )
+    return counts
 
 
 def _swap_into_place(new: Path, out: Path, overwrite: bool) -> None:
