@@ -10,6 +10,7 @@
     embodia serve --checkpoint DIR         serve a policy over WebSocket (openpi protocol)
     embodia export --checkpoint C --output O [--merge]   a serving checkpoint (LoRA merged)
     embodia eval rollout|qa|depth|bench    closed-loop success, embodied QA, depth, benchmarks
+    embodia reproduce gem [--budget cpu]   a paper's claims: arms x seeds, one table per claim
 
 Each subcommand's options come from a typed dataclass config (tyro); `--help` lists them.
 """
@@ -35,6 +36,7 @@ from embodia.configs.serve import ExportConfig, ServeConfig
 from embodia.configs.tokenizer import FitConfig
 from embodia.configs.train import TrainConfig
 from embodia.pipeline import RecipeRunConfig
+from embodia.reproduce.runner import ReproduceConfig, ReproduceGemConfig
 
 
 def run_generate(cfg: GenerateConfig) -> None:
@@ -111,6 +113,12 @@ def run_eval_bench(cfg: BenchConfig) -> None:
     run_bench(cfg)
 
 
+def run_reproduce_cli(cfg: ReproduceConfig) -> None:
+    from embodia.reproduce.runner import run_reproduce
+
+    run_reproduce(cfg)
+
+
 def run_recipe_cli(cfg: RecipeRunConfig) -> None:
     from embodia.pipeline import run_recipe
 
@@ -141,6 +149,7 @@ COMMANDS: dict[str, dict[str, tuple[type, Callable]]] = {
         "depth": (DepthConfig, run_eval_depth),
         "bench": (BenchConfig, run_eval_bench),
     },
+    "reproduce": {"gem": (ReproduceGemConfig, run_reproduce_cli)},
 }
 
 

@@ -196,9 +196,10 @@ class Policy:
         text = _clean(self.model.decode_text(ids))
         return {"text": text, **_parse_cot(text, levels)}
 
-    def depth(self, obs: dict[str, Any]) -> dict[str, Any]:
+    def depth(self, obs: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
         """Depth per camera (metres) from the checkpoint's depth generator (GEM), if it has one;
-        ``metric`` says whether its scale is real (see ``DepthHead.generate``).
+        ``metric`` says whether its scale is real (see ``DepthHead.generate``). ``seed`` fixes
+        the generator's noise (evaluations are seeded; None = the process's random stream).
 
         ``model.generate_depth(samples)`` returns a ``DepthOutput`` whose ``depth`` holds one
         (R, R) map in metres per image, the images of a sample in view order.
@@ -217,7 +218,7 @@ class Policy:
             "text",
             None,
         )
-        out = self.model.generate_depth([sample])
+        out = self.model.generate_depth([sample], generator=_generator(self.model, seed))
         maps = getattr(out, "depth", out)
         if maps is None:
             raise UnsupportedRequest(
@@ -230,6 +231,15 @@ class Policy:
         metric = bool(getattr(out, "metric", True))
         depth = {c: _to_numpy(m) for c, m in zip(cams, maps, strict=True)}
         return {"depth": depth, "units": "m", "metric": metric}
+
+
+def _generator(model, seed: int | None):
+    """A torch.Generator seeded with ``seed`` on the model's device (None: no seed)."""
+    if seed is None:
+        return None
+    import torch
+
+    return torch.Generator(device=model.device).manual_seed(seed)
 
 
 # ---------------------------------------------------------------------- output helpers

@@ -174,7 +174,7 @@ def test_depth_unsupported_without_generator():
 def test_depth_with_a_generator():
     model = EchoModel()
     maps = torch.stack([torch.full((5, 6), 1.5), torch.full((5, 6), 2.0)])  # (N images, R, R)
-    model.generate_depth = lambda samples: SimpleNamespace(depth=maps, rows=[0, 0])
+    model.generate_depth = lambda samples, generator=None: SimpleNamespace(depth=maps, rows=[0, 0])
     out = Policy(model, demo_config()).depth(make_obs())
     assert out["units"] == "m" and set(out["depth"]) == {"corner", "gripperPOV"}
     assert (

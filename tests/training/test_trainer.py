@@ -413,3 +413,41 @@ def trainer_build_model(cfg: TrainConfig) -> EmbodiedModel:
     from embodia.training.trainer import _build_model
 
     return _build_model(cfg, None)
+
+
+def test_the_depth_objective_picks_the_auxiliary_head(dataset, depth_codec, tmp_path):
+    """`--depth-objective` is the GEM ablation switch: each objective builds its own head, and
+    a codec trained on other targets, or none where one is needed, is refused by name."""
+    regression = trainer_build_model(config(dataset, tmp_path, depth_objective="regression"))
+    assert regression.aux_heads["depth"].regressor is not None
+    assert regression.aux_heads["depth"].dit is None
+    generated = trainer_build_model(config(dataset, tmp_path, depth_codec=depth_codec))
+    assert generated.cfg.depth.objective == "depth" and generated.aux_heads["depth"].dit
+    assert "depth" not in trainer_build_model(config(dataset, tmp_path)).aux_heads
+    with pytest.raises(TrainingError, match="pass --depth-codec"):
+        trainer_build_model(config(dataset, tmp_path, depth_objective="depth"))
+    with pytest.raises(TrainingError, match="trained on 'depth' targets, not 'rgb'"):
+        trainer_build_model(
+            config(dataset, tmp_path, depth_objective="rgb", depth_codec=depth_codec)
+        )
+
+
+def test_an_init_checkpoint_gains_the_depth_head(dataset, depth_codec, tmp_path):
+    """GEM starts from a pretrained VLM: --init with --depth-objective adds the head to it and
+    keeps every pretrained weight."""
+    init = tmp_path / "init"
+    base = trainer_build_model(config(dataset, tmp_path))
+    base.save_pretrained(init)
+    model = trainer_build_model(
+        config(dataset, tmp_path, init=init, horizon=None, depth_codec=depth_codec)
+    )
+    assert "depth" in model.aux_heads and model.cfg.depth.objective == "depth"
+    before = base.state_dict()
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(TrainingError, match="already has a depth head"):
+        model.save_pretrained(tmp_path / "with-head")
+        trainer_build_model(
+            config(dataset, tmp_path, init=tmp_path / "with-head", horizon=None,
+                   depth_objective="regression")
+        )  # fmt: skip

@@ -60,7 +60,7 @@ class Recipe:
     """The figure this recipe reached when last measured, with the command."""
 
 
-def _action_stage(steps: int, **overrides) -> StageConfig:
+def action_stage(steps: int, **overrides) -> StageConfig:
     """The quickstart's stage as measured (docs/learning.md, row Q1): the whole model, flow
     matching on episodes with 15% embodied VQA, instruction -> actions only, 4 px random shifts.
     The same stage without shifts scored lower in one run (Q2); one seed each, see the doc."""
@@ -87,7 +87,7 @@ def _quickstart() -> Recipe:
         description="4 MT10 tasks, 40 demonstrations each, tiny preset, about 6 min of training",
         tasks=QUICKSTART_TASKS,
         episodes_per_task=(40, 0, 10),
-        stages=[_action_stage(1700)],
+        stages=[action_stage(1700)],
         # corner3 shows the window and the button larger and less hidden by the arm than the
         # corner camera: +5 points at 3 seeds (docs/learning.md, the camera rows)
         cameras=("corner3", "gripperPOV"),
@@ -107,7 +107,7 @@ def _mt10() -> Recipe:
         description="all of MT10, 40 demonstrations per task, tiny preset, ~96 min of training",
         tasks=("MT10",),
         episodes_per_task=(40, 0, 10),
-        stages=[_action_stage(15000)],
+        stages=[action_stage(15000)],
         result=(
             "one training seed (0), 100 test layouts, 4 executed steps: 46/100 = 46.0% (95% CI "
             "36.6-55.7); reach 1, push 1, pick-place 0, door-open 6, drawer-open 9, drawer-close "
@@ -124,7 +124,7 @@ def _micro() -> Recipe:
         description="test-size run of the whole pipeline (not a working policy)",
         tasks=("reach",),
         episodes_per_task=(2, 0, 1),
-        stages=[_action_stage(4)],
+        stages=[action_stage(4)],
         batch_size=4,
         image_size=64,
         cameras=("corner",),

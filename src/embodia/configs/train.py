@@ -340,6 +340,12 @@ class TrainConfig:
     depth_codec: Path | None = None
     """Enable GEM's depth generator (a preset-sized head) in the latent space of this trained
     autoencoder (`embodia depth train-autoencoder`); needed by the gem curriculum."""
+    depth_objective: Literal["depth", "rgb", "regression", "none"] | None = None
+    """GEM's auxiliary objective (the ablation switch of ``embodia reproduce gem``): ``depth``
+    generates each view's depth with the DiT (needs a depth --depth-codec), ``rgb``
+    reconstructs the view instead (needs a codec trained with ``--target rgb``),
+    ``regression`` regresses depth with a dense head (no codec), ``none`` adds no head.
+    None = ``depth`` with --depth-codec, else ``none``."""
     fast_tokenizer: Path | None = None
     """A fitted FAST tokenizer dir; default: fitted on the first episodes dataset at start."""
     frame_cache: Path | None = None

@@ -61,19 +61,24 @@ class Answerer:
         ids = self.model.generate_text([sample], max_new_tokens=max_new_tokens)[0]
         return _SPECIAL.sub("", self.model.decode_text(ids)).strip()
 
-    def depth(self, image: np.ndarray, camera: str) -> np.ndarray:
-        """Metric depth (R, R) in metres of one image, without any ground truth."""
+    def depth(self, image: np.ndarray, camera: str, seed: int = 0) -> np.ndarray:
+        """Metric depth (R, R) in metres of one image, without any ground truth; the
+        generator's noise comes from ``seed``, so a checkpoint has one score."""
         if not self.has_depth:
             raise NoDepthGenerator(
                 f"{self.checkpoint}: this checkpoint has no depth generator (GEM's generative "
                 "depth head); train one with the gem curriculum to evaluate depth"
             )
         if self.policy is not None:
-            return np.asarray(self.policy.depth({"images": {camera: image}})["depth"][camera])
+            maps = self.policy.depth({"images": {camera: image}}, seed=seed)["depth"]
+            return np.asarray(maps[camera])
+        import torch
+
         from embodia.models.sequence import EmbodiedSample
 
+        generator = torch.Generator(device=self.model.device).manual_seed(seed)
         out = self.model.generate_depth(
-            [EmbodiedSample(images=[image], instruction="", mode="text")]
+            [EmbodiedSample(images=[image], instruction="", mode="text")], generator=generator
         )
         if out.depth is None:
             raise NoDepthGenerator(f"{self.checkpoint}: the depth head generates RGB, not depth")

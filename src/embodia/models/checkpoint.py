@@ -103,7 +103,7 @@ def load_embodia_checkpoint(cls, directory: Path, map_location: str = "cpu"):
     return model
 
 
-def _config_from_hf(hf_config, num_fast_tokens: int) -> ModelConfig:
+def config_from_hf(hf_config, num_fast_tokens: int = 1024) -> ModelConfig:
     """Our config mirroring a Hugging Face Qwen-VL config's shapes."""
     t, v = hf_config.text_config, hf_config.vision_config
     qwen3 = hf_config.model_type.startswith("qwen3")
@@ -166,7 +166,7 @@ def load_qwen_checkpoint(
     if len(tokenizer) > hf.get_input_embeddings().weight.shape[0]:
         hf.resize_token_embeddings(len(tokenizer))
     image_processor = Qwen2VLImageProcessorPil.from_pretrained(directory, local_files_only=True)
-    cfg = _config_from_hf(hf.config, num_fast_tokens)
+    cfg = config_from_hf(hf.config, num_fast_tokens)
     if image_size:
         cfg.image_size = image_size
     return cls(

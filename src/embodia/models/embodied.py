@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -43,6 +44,9 @@ from embodia.models.sequence import (
 from embodia.models.split_ffn import install_action_expert
 from embodia.models.text_tokenizer import load_preset_tokenizer, special_ids
 from embodia.utils.fs import atomic_dir
+
+if TYPE_CHECKING:
+    from embodia.configs.depth import DepthConfig
 
 CONFIG_FILE = "embodia_config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -102,9 +106,7 @@ class EmbodiedModel(InferenceMixin, nn.Module):
         self.aux_heads = nn.ModuleDict()
         # --- GEM (issue #4): depth supervision and GEM-VLA's DiT action expert ---
         if cfg.depth is not None and cfg.depth.objective != "none":
-            from embodia.models.depth.head import DepthHead
-
-            self.aux_heads["depth"] = DepthHead(cfg.depth, hidden, cfg.image_size, unit)
+            self.add_depth_head(cfg.depth)
         if not in_backbone:
             from embodia.models.depth.action_dit import GemActionExpert
 
@@ -116,6 +118,18 @@ class EmbodiedModel(InferenceMixin, nn.Module):
             from embodia.models.lora import inject
 
             inject(self, cfg.lora)
+
+    def add_depth_head(self, depth: DepthConfig) -> None:
+        """GEM's auxiliary head on this model's final visual tokens (also on a loaded or
+        imported backbone that has none yet: GEM starts from a pretrained Qwen VLM)."""
+        from embodia.models.depth.head import DepthHead
+
+        if "depth" in self.aux_heads:
+            raise ValueError("the model already has a depth head")
+        unit = self.cfg.vision.patch_size * self.cfg.vision.spatial_merge_size
+        head = DepthHead(depth, self.backbone.hidden_size, self.cfg.image_size, unit)
+        self.aux_heads["depth"] = head.to(self.device)
+        self.cfg.depth = depth
 
     @classmethod
     def from_preset(cls, name: str, fast_tokenizer=None) -> EmbodiedModel:

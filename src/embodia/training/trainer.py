@@ -102,6 +102,12 @@ def _build_model(cfg: TrainConfig, resume_from: Path | None) -> EmbodiedModel:
 def _initial_model(cfg: TrainConfig) -> EmbodiedModel:
     if cfg.init is not None:
         model = EmbodiedModel.from_pretrained(cfg.init)
+        depth = _depth_config(cfg)
+        if depth is not None:  # GEM: a pretrained VLM gains the depth head
+            try:
+                model.add_depth_head(depth)
+            except ValueError as exc:
+                raise TrainingError(f"--depth-objective with --init {cfg.init}: {exc}") from exc
         if cfg.horizon and cfg.horizon != model.cfg.action.horizon:
             raise TrainingError("--horizon cannot change the chunk length of an --init checkpoint")
         if cfg.image_size and cfg.image_size != model.cfg.image_size:
@@ -119,16 +125,39 @@ def _initial_model(cfg: TrainConfig) -> EmbodiedModel:
             mcfg.validate()
         except ValueError as exc:
             raise TrainingError(f"--image-size {cfg.image_size}: {exc}") from exc
-    if cfg.depth_codec is not None:
-        from embodia.configs.depth import CodecConfig, depth_preset
+    mcfg.depth = _depth_config(cfg)
+    try:
+        return EmbodiedModel(mcfg)
+    except ValueError as exc:  # e.g. a codec trained on other targets than the objective's
+        if mcfg.depth is None:
+            raise
+        raise TrainingError(f"--depth-objective {mcfg.depth.objective}: {exc}") from exc
 
-        if not Path(cfg.depth_codec).is_dir():
-            raise TrainingError(
-                f"--depth-codec: {cfg.depth_codec} is not a directory "
-                "(train one with `embodia depth train-autoencoder`)"
-            )
-        mcfg.depth = depth_preset(cfg.preset, codec=CodecConfig(path=str(cfg.depth_codec)))
-    return EmbodiedModel(mcfg)
+
+def _depth_config(cfg: TrainConfig):
+    """The auxiliary head's config from --depth-objective / --depth-codec (None = no head)."""
+    from embodia.configs.depth import CodecConfig, depth_preset
+
+    objective = cfg.depth_objective or ("depth" if cfg.depth_codec is not None else "none")
+    if objective == "none":
+        if cfg.depth_codec is not None:
+            raise TrainingError("--depth-codec is given but --depth-objective is 'none'")
+        return None
+    if objective == "regression":
+        return depth_preset(cfg.preset, objective="regression")
+    if cfg.depth_codec is None:
+        raise TrainingError(
+            f"--depth-objective {objective} generates in a codec's latent space: pass "
+            f"--depth-codec (`embodia depth train-autoencoder --target {objective}`)"
+        )
+    if not Path(cfg.depth_codec).is_dir():
+        raise TrainingError(
+            f"--depth-codec: {cfg.depth_codec} is not a directory "
+            "(train one with `embodia depth train-autoencoder`)"
+        )
+    return depth_preset(
+        cfg.preset, objective=objective, codec=CodecConfig(path=str(cfg.depth_codec))
+    )
 
 
 def _check_stage(model: EmbodiedModel, stage: StageConfig, mixture: Mixture, fast_ok: bool) -> None:
