@@ -10,7 +10,7 @@
     embodia serve --checkpoint DIR         serve a policy over WebSocket (openpi protocol)
     embodia export --checkpoint C --output O [--merge]   a serving checkpoint (LoRA merged)
     embodia eval rollout|qa|depth|bench    closed-loop success, embodied QA, depth, benchmarks
-    embodia reproduce gem [--budget cpu]   a paper's claims: arms x seeds, one table per claim
+    embodia reproduce gem|wall-oss [--budget cpu]   a paper's claims: arms x seeds, one table per claim
 
 Each subcommand's options come from a typed dataclass config (tyro); `--help` lists them.
 """
@@ -36,7 +36,7 @@ from embodia.configs.serve import ExportConfig, ServeConfig
 from embodia.configs.tokenizer import FitConfig
 from embodia.configs.train import TrainConfig
 from embodia.pipeline import RecipeRunConfig
-from embodia.reproduce.runner import ReproduceConfig, ReproduceGemConfig
+from embodia.reproduce.runner import ReproduceConfig, ReproduceGemConfig, ReproduceWallOssConfig
 
 
 def run_generate(cfg: GenerateConfig) -> None:
@@ -149,7 +149,10 @@ COMMANDS: dict[str, dict[str, tuple[type, Callable]]] = {
         "depth": (DepthConfig, run_eval_depth),
         "bench": (BenchConfig, run_eval_bench),
     },
-    "reproduce": {"gem": (ReproduceGemConfig, run_reproduce_cli)},
+    "reproduce": {
+        "gem": (ReproduceGemConfig, run_reproduce_cli),
+        "wall-oss": (ReproduceWallOssConfig, run_reproduce_cli),
+    },
 }
 
 

@@ -171,6 +171,7 @@ def recipe_data_config(
         cameras=rec.cameras,
         image_size=rec.image_size,
         seed=rec.seed,
+        held_out_instructions=rec.held_out_instructions,
         workers=workers,
         progress=progress,
         overwrite=True,

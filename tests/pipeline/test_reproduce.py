@@ -1,6 +1,6 @@
-"""`embodia reproduce` at test size: every arm, stage and evaluation of the GEM recipe runs, the
-claims are reported with paired tests, and a run killed between arms resumes to the same
-results.json."""
+"""`embodia reproduce` at test size: every arm, stage and evaluation of the GEM and WALL-OSS
+recipes runs, the claims are reported with paired tests, and a run killed between arms resumes
+to the same results.json."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from embodia.configs.reproduce import ClaimConfig, ReproduceRecipe, gem_recipe
+from embodia.configs.reproduce import ClaimConfig, ReproduceRecipe, gem_recipe, wall_oss_recipe
 from embodia.reproduce.analysis import over_seeds, paired_test, verdict
-from embodia.reproduce.runner import ReproduceGemConfig, run_reproduce
+from embodia.reproduce.runner import ReproduceGemConfig, ReproduceWallOssConfig, run_reproduce
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +114,58 @@ def test_the_recipe_file_is_the_run(uninterrupted, micro_data, tmp_path):
     wrong_data.mkdir()
     with pytest.raises(ValueError, match="not a dataset generated with the recipe's settings"):
         run_reproduce(_config(tmp_path / "other", wrong_data))
+
+
+def test_a_recipe_file_from_before_a_new_field_still_continues(uninterrupted, micro_data):
+    """A field added later at its default is the same recipe: the run continues."""
+    path = uninterrupted / "recipe.json"
+    saved = path.read_text()
+    older = json.loads(saved)
+    del older["held_out_instructions"]
+    for arm in older["arms"]:
+        del arm["eval_levels"]
+    path.write_text(json.dumps(older, indent=2) + "\n")
+    try:
+        results = run_reproduce(_config(uninterrupted, micro_data))
+        assert results["recipe"]["name"] == "gem-micro"
+    finally:
+        path.write_text(saved)
+
+
+def test_the_wall_oss_recipe_scores_instruction_following(tmp_path):
+    """Both arms train on starts that admit two instructions and are scored in seen and
+    held-out phrasings; the chain-of-thought arm's subtasks are checked against the expert's."""
+    out = tmp_path / "wall-oss"
+    results = run_reproduce(
+        ReproduceWallOssConfig(budget="micro", seeds=1, output=out, workers=0, progress=False)
+    )
+    recipe = wall_oss_recipe("micro", seeds=1)
+    assert list(results["arms"]) == ["action-only", "wall-oss"]
+    tasks = ["drawer-half-open-v3", "drawer-half-close-v3"]
+    for name, arm in results["arms"].items():
+        assert {"rollout", "rollout@held-out"} <= set(arm["metrics"]), name
+        assert {f"rollout:{t}" for t in tasks} <= set(arm["metrics"]), name
+        following = arm["instruction_following"]["rollout"]
+        assert list(following["confusion"]) == tasks
+        assert sum(sum(row.values()) for row in following["confusion"].values()) == 2
+        # only the arm that generates its subtask before acting has its subtasks scored
+        assert ("subtask_accuracy" in following) == (name == "wall-oss"), name
+    stages = json.loads((out / "arms/wall-oss/seed-0/stages.json").read_text())
+    assert [s["name"] for s in stages] == ["inspiration", "integration"]
+    assert stages[0]["mixture"]["conversations"] > 0 and stages[0]["level_drop"]["subtask"] < 1
+    only = json.loads((out / "arms/action-only/seed-0/stages.json").read_text())
+    assert only[0]["mixture"] == {"episodes": 1.0} and only[0]["level_drop"]["subtask"] == 1.0
+    assert (out / "fast" / "fit_report.json").exists()  # Inspiration trains FAST actions
+    # the held-out phrasings are the data engine's held-out paraphrases, on the same layouts
+    seen = json.loads((out / "arms/wall-oss/seed-0/eval/rollout/results.json").read_text())
+    held = json.loads((out / "arms/wall-oss/seed-0/eval/rollout@held-out/results.json").read_text())
+    pairs = zip(seen["results"]["episodes"], held["results"]["episodes"], strict=True)
+    for a, b in pairs:
+        assert a["seed"] == b["seed"] and a["instruction"] != b["instruction"]
+    report = (out / "report.md").read_text()
+    assert "## Instruction following" in report and "Subtask accuracy" in report
+    for claim in recipe.claims:
+        assert f"### {claim.name}" in report
 
 
 def test_the_gpu_recipe_dry_runs_on_the_meta_device(capsys):

@@ -55,6 +55,8 @@ class Recipe:
     """Rendered resolution of the dataset (the model resizes to its own input size)."""
     cameras: tuple[str, ...] = ("corner", "gripperPOV")
     seed: int = 0
+    held_out_instructions: int = 1
+    """Paraphrases per task kept out of training, for ``eval.held_out_paraphrases``."""
     eval: EvalSettings = field(default_factory=EvalSettings)
     result: str = "not measured yet"
     """The figure this recipe reached when last measured, with the command."""

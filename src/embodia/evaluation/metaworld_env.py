@@ -9,15 +9,17 @@ xyz + gripper opening = ``obs[:4]``). Layouts come from the engine's layout seed
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 from embodia.data.engine.camera import renders_upside_down
+from embodia.data.engine.phases import ExpertWithPhases
 from embodia.data.engine.rendering import OffscreenRenderer
 from embodia.data.engine.scene import MetaWorldScene
 from embodia.data.engine.splits import layout_seed
-from embodia.data.engine.tasks import instructions, resolve_tasks
+from embodia.data.engine.tasks import TASKS, instructions, layout_key, resolve_tasks
 
 #: Meta-World v3's own truncation (``max_path_length``); the default step limit.
 METAWORLD_MAX_STEPS = 500
@@ -40,7 +42,7 @@ def metaworld_episodes(
     out = []
     for task in resolve_tasks(tasks):
         for number in range(n):
-            s = layout_seed(seed, task, split, number)
+            s = layout_seed(seed, layout_key(task), split, number)
             choices = instructions(task, held_out, which)
             instruction = str(np.random.default_rng(s).choice(choices))
             out.append(
@@ -56,7 +58,13 @@ def metaworld_episodes(
 
 
 class MetaWorldEvalEnv:
-    """A task's scene plus a renderer for the configured cameras (created on first render)."""
+    """A task's scene plus a renderer for the configured cameras (created on first render).
+
+    Every observation also carries ``subtask``: the phase the task's scripted expert assigns to
+    the current state (the labels the data engine trained subtask prediction on), the reference
+    a policy's predicted subtask is scored against. A step reports ``outcome``: the task whose
+    goal holds (the instructed one or, from a shared start, a rival's), else None.
+    """
 
     max_steps = METAWORLD_MAX_STEPS
 
@@ -71,9 +79,12 @@ class MetaWorldEvalEnv:
         )
         self._renderer: OffscreenRenderer | None = None
         self._obs: np.ndarray | None = None
+        self._phases = TASKS[task].phases
+        self._expert = ExpertWithPhases(task)
 
     def reset(self, episode: dict[str, Any], render: bool) -> dict[str, Any]:
         self._obs = self.scene.reset(int(episode["seed"]))
+        self._expert.reset()
         out = self._observation(render)
         out["layout"] = [float(v) for v in self.scene.layout]
         return out
@@ -82,14 +93,26 @@ class MetaWorldEvalEnv:
         action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         self._obs, reward, truncated, info = self.scene.step(action)
         out = self._observation(render)
+        success = bool(info.get("success", 0.0))
+        reached = [t for t, held in info.get("outcomes", {}).items() if held]
         out.update(
-            reward=float(reward), success=bool(info.get("success", 0.0)), truncated=bool(truncated)
+            reward=float(reward),
+            success=success,
+            truncated=bool(truncated),
+            outcome=self.task if success else (reached[0] if reached else None),
         )
         return out
 
     def _observation(self, render: bool) -> dict[str, Any]:
         obs = self._obs
-        out: dict[str, Any] = {"state": obs[:4].astype(np.float32), "env_state": obs.copy()}
+        with warnings.catch_warnings():  # the experts warn about their own gains every step
+            warnings.simplefilter("ignore", UserWarning)
+            _, phase = self._expert.act(obs)
+        out: dict[str, Any] = {
+            "state": obs[:4].astype(np.float32),
+            "env_state": obs.copy(),
+            "subtask": self._phases[phase],
+        }
         if render:
             out["images"] = self.render()
         return out

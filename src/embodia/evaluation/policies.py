@@ -28,6 +28,9 @@ class Prediction:
     actions: np.ndarray  # (H, dof) robot units
     subtask: str = ""  # predicted subtask (Uni-CoT) or the expert's phase; drawn on videos
     text: str = ""
+    scored_subtask: str | None = None
+    """The subtask the policy committed to when it was asked for one ('' = asked, none came:
+    a miss); None = the policy does not predict subtasks (nothing to score)."""
 
 
 @dataclass
@@ -93,6 +96,7 @@ class ModelChunkPolicy:
         # preset: 2 observations in one call cost 1.15x one, not 2x); else one infer each.
         batch = getattr(self.policy, "infer_batch", None)
         replies = batch(obs) if callable(batch) else [self.policy.infer(o) for o in obs]
+        asked = "subtask" in self.levels
         out = []
         for res in replies:
             out.append(
@@ -101,6 +105,7 @@ class ModelChunkPolicy:
                     # the subtask line, else whatever chain of thought came (shown on videos)
                     res.get("subtask", "") or res.get("text", "") or "",
                     res.get("text", "") or "",
+                    scored_subtask=(res.get("subtask") or "") if asked else None,
                 )
             )
         return out
@@ -150,7 +155,8 @@ class ExpertChunkPolicy:
             expert = self._experts[(r.slot, self._slot_task[r.slot])]
             action, phase = expert.act(r.obs["env_state"])
             subtask = TASKS[r.episode["task"]].phases[phase]
-            out.append(Prediction(np.clip(action, -1, 1)[None, :].astype(np.float64), subtask))
+            actions = np.clip(action, -1, 1)[None, :].astype(np.float64)
+            out.append(Prediction(actions, subtask, scored_subtask=subtask))
         return out
 
     def describe(self) -> dict[str, Any]:

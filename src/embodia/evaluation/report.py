@@ -107,6 +107,7 @@ def rollout_report(out: Path, protocol: dict[str, Any], summary: dict[str, Any])
             f"{b['mean_length']:.1f} | {msl} |"
         )
     lines += ["", f"![success per task]({fig_path.name})", ""]
+    lines += _outcome_lines(per_task, ov)
     videos = [e for e in summary["episodes"] if e.get("video")]
     if videos:
         lines += ["## Videos", ""]
@@ -128,6 +129,44 @@ def rollout_report(out: Path, protocol: dict[str, Any], summary: dict[str, Any])
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def _outcome_lines(per_task: dict[str, Any], overall: dict[str, Any]) -> list[str]:
+    """What the episodes did, where that says more than success: the confusion between
+    instructions given the same start (a rival's goal reached), and subtask accuracy."""
+    lines = []
+    reached = [o for b in per_task.values() for o in b.get("outcomes", {})]
+    columns = [*dict.fromkeys(o for o in reached if o != "none"), "none"]
+    if any(o not in (t, "none") for t, b in per_task.items() for o in b.get("outcomes", {})):
+        lines += [
+            "## What the robot did (instruction x goal reached)",
+            "",
+            "Rows are instructions, columns the goal the episode reached first; off the "
+            "diagonal the robot did another instruction's task from the same start.",
+            "",
+            "| instruction | " + " | ".join(columns) + " |",
+            "|---|" + "---|" * len(columns),
+        ]
+        for t, b in per_task.items():
+            counts = b.get("outcomes", {})
+            lines.append(f"| {t} | " + " | ".join(str(counts.get(c, 0)) for c in columns) + " |")
+        lines.append("")
+    if "subtask_accuracy" in overall:
+        lines += [
+            "## Subtask accuracy (chain of thought vs the expert's phase of the state)",
+            "",
+            "| task | matching answers | 95% CI |",
+            "|---|---|---|",
+        ]
+        for t, b in {**per_task, "all": overall}.items():
+            acc = b.get("subtask_accuracy")
+            if acc:
+                lines.append(
+                    f"| {t} | {acc['successes']}/{acc['episodes']} ({_pct(acc['rate'])}) | "
+                    f"{_ci(acc)} |"
+                )
+        lines.append("")
+    return lines
 
 
 def accuracy_report(

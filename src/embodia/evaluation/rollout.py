@@ -6,15 +6,18 @@ slots step at the same time (worker processes) and report back. Images are rende
 policy will read them (a new chunk is due) or the episode is being filmed, which is most of the
 saving of a reference-policy run and of a large ``execute_steps``.
 
-An episode ends at the first success, at the benchmark's truncation, or at ``max_steps``; its
-length is the number of actions executed. Two episodes of one task with the same initial state
+An episode ends at the first success, when a rival task's goal holds (from a shared start: the
+robot did the other thing), at the benchmark's truncation, or at ``max_steps``; its length is the
+number of actions executed. Its ``outcome`` names the task whose goal it reached, if any; where the
+environment labels the expert's subtask for each state, every predicted subtask is scored
+against it (``subtask_matches`` of ``subtask_queries``). Two episodes of one task with the same initial state
 abort the evaluation: N copies of one layout are not N samples (a pitfall users report).
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,9 @@ class EpisodeResult:
     subtasks: list[str] = field(default_factory=list)  # distinct predicted subtasks, in order
     video: str | None = None
     layout: list[float] = field(default_factory=list)  # the initial state's object/goal vector
+    outcome: str | None = None  # the task whose goal the episode reached (None: no goal held)
+    subtask_queries: int = 0  # policy answers that named a subtask, where a reference exists
+    subtask_matches: int = 0  # ... that named the expert's subtask for the state
 
 
 @dataclass
@@ -69,7 +75,10 @@ class _Active:
     subtasks: list[str] = field(default_factory=list)
     frames: list[np.ndarray] | None = None
     success: bool = False
+    outcome: str | None = None
     layout: list[float] = field(default_factory=list)
+    subtask_queries: int = 0
+    subtask_matches: int = 0
 
 
 def rollout_episodes(
@@ -167,6 +176,10 @@ def rollout_episodes(
                             f"{settings.benchmark} takes (H, {settings.action_dim})"
                         )
                     run.executor.add(run.t, chunk)
+                    reference = run.obs.get("subtask")
+                    if pred.scored_subtask is not None and reference:
+                        run.subtask_queries += 1
+                        run.subtask_matches += _same_subtask(pred.scored_subtask, reference)
                     if pred.subtask:
                         run.subtask = pred.subtask
                         if not run.subtasks or run.subtasks[-1] != pred.subtask:
@@ -184,6 +197,7 @@ def rollout_episodes(
                 out = slots[s].recv()
                 run.t += 1
                 run.success = run.success or out["success"]
+                run.outcome = run.outcome or out.get("outcome")
                 run.obs = out
                 if run.frames is not None:
                     run.frames.append(
@@ -197,6 +211,7 @@ def rollout_episodes(
                     )
                 if (
                     run.success
+                    or run.outcome is not None
                     or out["truncated"]
                     or run.t >= run.episode.get("max_steps", settings.max_steps)
                 ):
@@ -222,6 +237,9 @@ def rollout_episodes(
                     run.subtasks,
                     video,
                     run.layout,
+                    run.outcome,
+                    run.subtask_queries,
+                    run.subtask_matches,
                 )
                 if bar is not None:
                     bar.update(1)
@@ -233,6 +251,16 @@ def rollout_episodes(
     timing["wall_s"] = time.perf_counter() - t0
     timing["steps_per_s"] = timing["steps"] / timing["wall_s"] if timing["wall_s"] else 0.0
     return [results[i] for i in range(len(episodes))], timing
+
+
+def _same_subtask(predicted: str, reference: str) -> bool:
+    """Equal up to case, surrounding space and final punctuation ("Open the drawer." = "open
+    the drawer"): the planning answers capitalise what the chain of thought writes plainly."""
+
+    def norm(text: str) -> str:
+        return " ".join(text.casefold().strip().rstrip(".!").split())
+
+    return norm(predicted) == norm(reference)
 
 
 def _progress(total: int):
@@ -267,18 +295,31 @@ def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
             "mean_success_length": float(np.mean(succ_len)) if succ_len else None,
             "lengths": lengths,
             "seeds": [r.seed for r in rs],
+            # what the episodes did: the goal each reached ("none": no goal held at the end)
+            "outcomes": dict(Counter(r.outcome or "none" for r in rs)),
+            **_subtask_summary(rs),
         }
     rates = [v["rate"] for v in per_task.values()]
     overall = {
         **rate_summary(sum(r.success for r in results), len(results)),
         "mean_task_rate": float(np.mean(rates)) if rates else float("nan"),
         "mean_length": float(np.mean([r.length for r in results])) if results else float("nan"),
+        **_subtask_summary(results),
     }
     return {
         "overall": overall,
         "per_task": per_task,
         "episodes": [asdict(r) for r in results],
     }
+
+
+def _subtask_summary(results: list[EpisodeResult]) -> dict[str, Any]:
+    """Subtask accuracy over every scored policy answer (absent where none was scored)."""
+    queries = sum(r.subtask_queries for r in results)
+    if not queries:
+        return {}
+    matches = sum(r.subtask_matches for r in results)
+    return {"subtask_accuracy": rate_summary(matches, queries)}
 
 
 def run_rollouts(cfg: RolloutConfig) -> Path:

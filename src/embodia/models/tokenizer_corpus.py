@@ -20,7 +20,7 @@ import numpy as np
 from embodia.data.engine import qa
 from embodia.data.engine.camera import PinholeCamera, intrinsics_matrix
 from embodia.data.engine.geometry import Projection
-from embodia.data.engine.tasks import TASKS, TaskSpec
+from embodia.data.engine.tasks import TASK_SETS, TASKS, TaskSpec
 
 #: Synthetic scenes generated per task and coordinate style; more only repeats the same phrasings.
 SCENES_PER_TASK = 3
@@ -74,7 +74,8 @@ def corpus() -> list[str]:
     texts: list[str] = list(_CHAT_WORDS)
     for line in _EXTRA_WORDS:  # a leading space: every word as it appears mid-sentence
         texts += [f" {line}", " " + " ".join(w.capitalize() for w in line.split())]
-    for index, (env_name, spec) in enumerate(TASKS.items()):
+    # Meta-World's tasks only: the shared-start tasks reuse their language word for word
+    for index, (env_name, spec) in enumerate((n, TASKS[n]) for n in TASK_SETS["MT50"]):
         texts.extend(_task_texts(env_name, spec))
         texts.extend(_qa_texts(spec, np.random.default_rng(index)))
         texts.extend(_reasoning_texts(spec, np.random.default_rng(1000 + index)))

@@ -36,10 +36,14 @@ def metric_items(record: dict[str, Any], metric: str) -> dict[str, float] | None
     depth); None where the arm has no such evaluation (e.g. depth of the RGB arm)."""
     kind, _, arg = metric.partition(":")
     evals = record["evaluations"]
-    if kind == "rollout":
-        if "rollout" not in evals:
+    if kind.split("@", 1)[0] == "rollout":  # rollout[@held-out][:<task>]
+        if kind not in evals:
             return None
-        return {i["id"]: float(i["success"]) for i in evals["rollout"]["items"]}
+        return {
+            i["id"]: float(i["success"])
+            for i in evals[kind]["items"]
+            if not arg or i["task"] == arg
+        }
     if kind in ("qa", "largest_drop"):
         if "qa" not in evals:
             return None
@@ -167,6 +171,30 @@ def evaluate_claim(claim: ClaimConfig, by_arm: dict[str, list[dict[str, Any]]]) 
     }
 
 
+def _tasks(records: list[dict[str, Any]], key: str) -> list[str]:
+    """The tasks a rollout evaluation covered, in the order it ran them."""
+    items = (i for r in records for i in r["evaluations"].get(key, {}).get("items", []))
+    return list(dict.fromkeys(i["task"] for i in items))
+
+
+def instruction_following(records: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """What one arm's episodes did over every seed: per instruction (task), the goal each
+    episode reached first (the confusion between instructions from the same start), and the
+    share of its predicted subtasks that named the expert's subtask for the state."""
+    items = [i for r in records for i in r["evaluations"].get(key, {}).get("items", [])]
+    confusion: dict[str, dict[str, int]] = {}
+    for i in items:
+        row = confusion.setdefault(i["task"], {})
+        outcome = i.get("outcome") or "none"
+        row[outcome] = row.get(outcome, 0) + 1
+    out: dict[str, Any] = {"confusion": confusion}
+    queries = sum(i.get("subtask_queries", 0) for i in items)
+    if queries:
+        matches = sum(i.get("subtask_matches", 0) for i in items)
+        out["subtask_accuracy"] = rate_summary(matches, queries)
+    return out
+
+
 def _largest_drop(category: str, arm: list[dict], base: list[dict]) -> dict[str, Any]:
     """Which QA category the baseline loses most against the arm (e.g. GEM: removing depth
     hurts distance most); the named category's drop is tested as a paired claim."""
@@ -231,17 +259,20 @@ def analyse(
     by_arm: dict[str, list[dict[str, Any]]] = {a.name: [] for a in recipe.arms}
     for r in records:
         by_arm[r["arm"]].append(r)
-    metrics = ["rollout", "qa", "qa:spatial", "depth:abs_rel", "depth:delta1"]
+    rollouts = [e.key for e in recipe.evaluations if e.kind == "rollout"]
+    metrics = [*rollouts, "qa", "qa:spatial", "depth:abs_rel", "depth:delta1"]
     categories = sorted(
         {i["category"] for r in records for i in r["evaluations"].get("qa", {}).get("items", [])}
     )
     metrics += [f"qa:{c}" for c in categories]
+    metrics += [f"{key}:{task}" for key in rollouts for task in _tasks(records, key)]
     arms = {}
     for name, recs in by_arm.items():
         arms[name] = {
             "description": recipe.arm(name).description,
             "depth_objective": recipe.arm(name).depth_objective,
             "metrics": {m: v for m in metrics if (v := arm_metric(recs, m)) is not None},
+            "instruction_following": {key: instruction_following(recs, key) for key in rollouts},
             "per_seed": {
                 str(r["seed"]): {
                     "checkpoints": r["checkpoints"],

@@ -75,6 +75,6 @@ def dry_run(recipe: ReproduceRecipe) -> dict[str, Any]:
     runs = len(recipe.arms) * len(recipe.seeds)
     print(
         f"{runs} training runs; evaluations: "
-        + ", ".join(f"{e.kind} after {e.after or 'the last stage'}" for e in recipe.evaluations)
+        + ", ".join(f"{e.key} after {e.after or 'the last stage'}" for e in recipe.evaluations)
     )
     return plan

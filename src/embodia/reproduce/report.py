@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from embodia.configs.reproduce import ReproduceRecipe
+from embodia.data.engine.tasks import rivals
 from embodia.utils.fs import atomic_write_text
 
 
@@ -99,8 +100,66 @@ def claim_table(claim: dict[str, Any]) -> list[str]:
     return lines
 
 
+def instruction_tables(results: dict[str, Any]) -> list[str]:
+    """Per rollout evaluation: success per instruction for every arm (mean over seeds), the
+    confusion between instructions (pooled episodes; rows asked, columns goal reached) and the
+    chain of thought's subtask accuracy, where the episodes could do another task."""
+    lines: list[str] = []
+    arms = results["arms"]
+    keys = list(dict.fromkeys(k for a in arms.values() for k in a.get("instruction_following", {})))
+    for key in keys:
+        tables = {n: a["instruction_following"][key] for n, a in arms.items()}
+        reached = {o for t in tables.values() for row in t["confusion"].values() for o in row}
+        tasks = list(dict.fromkeys(t for tab in tables.values() for t in tab["confusion"]))
+        if all(len(rivals(t)) == 1 for t in tasks):
+            continue  # no start admits another task: success says it all
+        where = "instructions as in training" if "@" not in key else "held-out paraphrases"
+        lines += [f"### `{key}`: {where}", "", "Success per instruction (mean over seeds):", ""]
+        lines += ["| instruction | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+        for task in tasks:
+            cells = [_value(a["metrics"].get(f"{key}:{task}"), "rollout") for a in arms.values()]
+            lines.append(f"| {task} | " + " | ".join(cells) + " |")
+        columns = [*tasks, *sorted(reached - {*tasks, "none"}), "none"]
+        for name, tab in tables.items():
+            lines += [
+                "",
+                f"`{name}`: goal reached first, episodes pooled over seeds (rows: the "
+                "instruction given; off the diagonal the robot did what another instruction "
+                "asks):",
+                "",
+                "| instruction | " + " | ".join(columns) + " |",
+                "|---|" + "---|" * len(columns),
+            ]
+            for task in tasks:
+                row = tab["confusion"].get(task, {})
+                lines.append(
+                    f"| {task} | " + " | ".join(str(row.get(c, 0)) for c in columns) + " |"
+                )
+            acc = tab.get("subtask_accuracy")
+            if acc:
+                lo, hi = acc["ci95"]
+                lines += [
+                    "",
+                    f"Subtask accuracy (predicted subtask = the expert's for the state): "
+                    f"{acc['successes']}/{acc['episodes']} = {100 * acc['rate']:.1f}% "
+                    f"({100 * lo:.1f}-{100 * hi:.1f}).",
+                ]
+        lines.append("")
+    return lines
+
+
 def overview(results: dict[str, Any]) -> list[str]:
-    metrics = ["rollout", "qa", "qa:spatial", "depth:abs_rel"]
+    metrics = [
+        *dict.fromkeys(
+            m
+            for a in results["arms"].values()
+            for m in a["metrics"]
+            if m.startswith("rollout") and ":" not in m
+        ),
+        "qa",
+        "qa:spatial",
+        "depth:abs_rel",
+    ]
     lines = [
         "| arm | " + " | ".join(metrics) + " |",
         "|---|" + "---|" * len(metrics),
@@ -211,6 +270,9 @@ def write_report(recipe: ReproduceRecipe, results: dict[str, Any], out: Path) ->
         lines += claim_table(claim)
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(out)})" for p in plots] + [""]
+    following = instruction_tables(results)
+    if following:
+        lines += ["## Instruction following", "", *following]
     lines += ["## Every arm", "", *overview(results), "", "## Protocol", ""]
     for k, v in results["protocol"].items():
         if k != "data":

@@ -5,7 +5,8 @@ Layout of ``<output>``::
     recipe.json                 the recipe as run (a rerun must match it, or it refuses)
     data/                       the dataset (or --data: one generated with the same settings)
     codecs/<target>/            the frozen autoencoder of the codec arms (depth, rgb), once
-    arms/<arm>/seed-<s>/        stages.json, run/ (training), eval/<kind>/ (results.json ...)
+    fast/                       the FAST tokenizer, fitted once where an arm trains on FAST
+    arms/<arm>/seed-<s>/        stages.json, run/ (training), eval/<key>/ (results.json ...)
         arm.json                written last: the arm's figures, items and checkpoint hashes;
                                 its presence marks the arm done
     results.json                every number of every arm and claim, the protocol, seeds,
@@ -27,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from embodia.configs.reproduce import ArmConfig, Budget, ReproduceRecipe
+from embodia.configs.reproduce import ArmConfig, Budget, EvaluationConfig, ReproduceRecipe
 from embodia.utils.fs import atomic_write_text
 
 #: Objectives whose head generates in a codec's latent space (the codec's training target).
@@ -72,10 +73,19 @@ class ReproduceGemConfig(ReproduceConfig):
     PAPER: ClassVar[str] = "gem"
 
 
+@dataclass
+class ReproduceWallOssConfig(ReproduceConfig):
+    """WALL-OSS: action-only training vs the WALL-OSS curriculum (embodied VQA + Uni-CoT
+    co-training), scored on following instructions from starts that admit several (closed-loop
+    success per instruction, the confusion between them, held-out paraphrases, subtask match)."""
+
+    PAPER: ClassVar[str] = "wall-oss"
+
+
 def builtin_recipe(paper: str, budget: Budget, seeds: int) -> ReproduceRecipe:
     from embodia.configs import reproduce as rp
 
-    builders = {"gem": rp.gem_recipe}
+    builders = {"gem": rp.gem_recipe, "wall-oss": rp.wall_oss_recipe}
     if paper not in builders:
         raise ValueError(f"no built-in reproduction of {paper!r}; choose from {sorted(builders)}")
     return builders[paper](budget, seeds)
@@ -97,6 +107,7 @@ def run_reproduce(cfg: ReproduceConfig) -> dict[str, Any]:
     timings = _read_json(out / "timings.json") or {}
     data = _dataset(recipe, out, cfg, timings)
     codecs = _codecs(recipe, out, data, timings, cfg.progress)
+    fast = _fast_tokenizer(recipe, out, data, timings)
     _save_timings(out, timings)
     arms: list[dict[str, Any]] = []
     total = len(recipe.seeds) * len(recipe.arms)
@@ -106,7 +117,7 @@ def run_reproduce(cfg: ReproduceConfig) -> dict[str, Any]:
         for arm in recipe.arms:
             n = len(arms) + 1
             print(f"\n== arm {n}/{total}: {arm.name}, seed {seed} ==", flush=True)
-            arms.append(run_arm(recipe, arm, seed, out, data, codecs, cfg, timings))
+            arms.append(run_arm(recipe, arm, seed, out, data, codecs, fast, cfg, timings))
             _save_timings(out, timings)
     results = analyse(recipe, arms, out, data)
     report = write_report(recipe, results, out)
@@ -137,9 +148,12 @@ def _pin_recipe(path: Path, recipe: ReproduceRecipe) -> None:
     """The output holds one recipe: continuing a run with another would mix two protocols."""
     text = json.dumps(recipe.to_dict(), indent=2) + "\n"
     if path.exists() and path.read_text() != text:
-        old = json.loads(path.read_text())
-        new = json.loads(text)
+        # read back through the recipe type: a field added since, at its default, is no change
+        old = ReproduceRecipe.from_dict(json.loads(path.read_text()), where=str(path)).to_dict()
+        new = recipe.to_dict()
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if not diff:
+            return  # the same recipe, written by an older embodia: keep the file as it was
         raise ValueError(
             f"{path.parent} holds a run of a different recipe (field {diff[0]!r} differs); "
             "continue it with --recipe-file pointing at its recipe.json, or choose another "
@@ -158,7 +172,8 @@ def _dataset(recipe: ReproduceRecipe, out: Path, cfg: ReproduceConfig, timings: 
             raise ValueError(
                 f"--data {cfg.data}: not a dataset generated with the recipe's settings (tasks "
                 f"{recipe.tasks}, episodes {recipe.episodes_per_task}, cameras {recipe.cameras}, "
-                f"{recipe.image_size} px, seed {recipe.seed}; see its engine.json)"
+                f"{recipe.image_size} px, seed {recipe.seed}, {recipe.held_out_instructions} "
+                "held-out paraphrase(s); see its engine.json)"
             )
         return Path(cfg.data)
     gen = recipe_data_config(recipe, out / "data", max(1, cfg.workers), cfg.progress)
@@ -201,6 +216,22 @@ def _codecs(
     return codecs
 
 
+def _fast_tokenizer(recipe: ReproduceRecipe, out: Path, data: Path, timings: dict) -> Path | None:
+    """The FAST tokenizer fitted on the recipe's data, once, where any arm trains on FAST."""
+    from embodia.configs.tokenizer import FitConfig
+    from embodia.models.fast_fit import REPORT_FILE, run_fit
+
+    if not any(s.action_modes.get("fast", 0) > 0 for a in recipe.arms for s in a.stages):
+        return None
+    path = out / "fast"
+    if not (path / REPORT_FILE).exists():  # written last: present means finished
+        print("\n== FAST tokenizer ==", flush=True)
+        tic = time.perf_counter()
+        run_fit(FitConfig(dataset=data, output=path, progress=False))
+        timings["fast_s"] = round(time.perf_counter() - tic, 1)
+    return path
+
+
 def model_image_size(recipe: ReproduceRecipe) -> int:
     """The resolution the model reads (the codec and the depth maps are made at it)."""
     if recipe.init is not None:
@@ -226,6 +257,7 @@ def run_arm(
     out: Path,
     data: Path,
     codecs: dict[str, Path],
+    fast: Path | None,
     cfg: ReproduceConfig,
     timings: dict,
 ) -> dict[str, Any]:
@@ -259,6 +291,7 @@ def run_arm(
             workers=cfg.workers,
             depth_objective=arm.depth_objective,
             depth_codec=codecs.get(arm.depth_objective),
+            fast_tokenizer=fast,
             checkpoint_every=10**9,
             keep_checkpoints=len(arm.stages),
             log_with="none",
@@ -290,9 +323,9 @@ def run_arm(
         if ev.kind == "depth" and arm.depth_objective not in DEPTH_OUTPUT:
             continue  # no depth maps to score (no head, or one that generates RGB)
         tic = time.perf_counter()
-        result = _evaluate(recipe, ev.kind, checkpoints[stage], data, where / "eval" / ev.kind, cfg)
-        timings[f"{key}/{ev.kind}_s"] = round(time.perf_counter() - tic, 1)
-        record["evaluations"][ev.kind] = {"after": stage, **result}
+        result = _evaluate(recipe, arm, ev, checkpoints[stage], data, where / "eval" / ev.key, cfg)
+        timings[f"{key}/{ev.key}_s"] = round(time.perf_counter() - tic, 1)
+        record["evaluations"][ev.key] = {"after": stage, **result}
     atomic_write_text(done, json.dumps(record, indent=1) + "\n")
     # the run's optimizer states are not needed once evaluated; the weights stay
     for step in run.glob("checkpoints/*/optimizer*.pt"):
@@ -314,9 +347,16 @@ def stage_checkpoints(run: Path, arm: ArmConfig) -> dict[str, Path]:
 
 
 def _evaluate(
-    recipe: ReproduceRecipe, kind: str, checkpoint: Path, data: Path, output: Path, cfg
+    recipe: ReproduceRecipe,
+    arm: ArmConfig,
+    ev: EvaluationConfig,
+    checkpoint: Path,
+    data: Path,
+    output: Path,
+    cfg,
 ) -> dict[str, Any]:
     """Run one evaluation and return its figures and per-item outcomes (for paired tests)."""
+    kind = ev.kind
     if kind == "qa":
         from embodia.configs.eval import QAConfig
         from embodia.evaluation.qa import run_qa
@@ -364,10 +404,20 @@ def _evaluate(
         from embodia.pipeline import recipe_rollout_config
 
         rollout = recipe_rollout_config(recipe, checkpoint, output, cfg.workers)
-        d = run_rollouts(replace(rollout, device=recipe.device))
+        levels = arm.eval_levels or recipe.eval.levels
+        d = run_rollouts(
+            replace(rollout, device=recipe.device, levels=levels, instructions=ev.instructions)
+        )
         res = _figures(d)
         items = [
-            {"id": f"{e['task']}/{e['number']}", "task": e["task"], "success": bool(e["success"])}
+            {
+                "id": f"{e['task']}/{e['number']}",
+                "task": e["task"],
+                "success": bool(e["success"]),
+                "outcome": e.get("outcome"),
+                "subtask_queries": e.get("subtask_queries", 0),
+                "subtask_matches": e.get("subtask_matches", 0),
+            }
             for e in res.pop("episodes")
         ]
         return {"results": res, "items": items}

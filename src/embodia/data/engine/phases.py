@@ -163,12 +163,13 @@ class ExpertWithPhases:
     """
 
     def __init__(self, env_name: str) -> None:
-        if env_name not in PHASE_MAPS:
+        expert = TASKS[env_name].metaworld_env if env_name in TASKS else env_name
+        if expert not in PHASE_MAPS:
             raise KeyError(f"no phase map for task {env_name!r}")
         self.env_name = env_name
-        self.map = PHASE_MAPS[env_name]
+        self.map = PHASE_MAPS[expert]
         self.n_phases = len(TASKS[env_name].phases)
-        self.policy = ENV_POLICY_MAP[env_name]()
+        self.policy = ENV_POLICY_MAP[expert]()
         self.branch: int | None = None  # the marked branch taken by the last act()
         self.grip_branch: int | None = None  # the _grab_effort branch taken by the last act()
         self.saturated_steps = 0  # steps of this episode whose action the expert saturated

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embodia.configs.data import SPLITS
+from embodia.data.engine.tasks import layout_key
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def plan_episodes(
     for split in SPLITS:
         for env_name in tasks:
             for number in range(counts.get(split, 0)):
-                seed = layout_seed(root_seed, env_name, split, number)
+                seed = layout_seed(root_seed, layout_key(env_name), split, number)
                 plan.append(EpisodeSpec(env_name, split, number, seed))
     return plan
 

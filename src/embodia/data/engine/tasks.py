@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import mujoco
@@ -42,14 +42,38 @@ class SceneObject:
 
 
 @dataclass(frozen=True)
+class SharedStart:
+    """A start state that several tasks share, so the image alone does not say what to do.
+
+    Every task naming the same ``scene`` is built on one Meta-World environment (``base``) reset
+    to the same layout, with one articulated ``joint`` set part of the way along its range (a
+    ``fraction`` drawn per layout): a half-open drawer admits both "open" and "close". Layout seeds
+    are keyed by ``scene``, so layout n of a split is the same start for every such task.
+    """
+
+    scene: str  # "drawer-half-v3": names the shared start
+    base: str  # the Meta-World environment whose reset builds it
+    joint: str  # the MuJoCo joint set partway
+    fraction: tuple[float, float]  # of the joint's range, low and high, drawn uniformly
+
+
+@dataclass(frozen=True)
 class TaskSpec:
-    """Language and scene description of one Meta-World v3 task."""
+    """Language and scene description of one task: a Meta-World v3 task, or one of embodia's
+    tasks built on one (``env``) from a start state it shares with other tasks (``start``)."""
 
     env_name: str  # "pick-place-v3"
     instruction: str  # canonical imperative instruction
     paraphrases: tuple[str, ...]  # other phrasings with the same meaning
     phases: tuple[str, ...]  # the expert's stages in order, as short imperative subtasks
     objects: tuple[SceneObject, ...]  # named objects and target regions in the scene
+    env: str | None = None  # Meta-World task giving expert and success predicate (None: env_name)
+    start: SharedStart | None = None  # None: the Meta-World task's own start state
+
+    @property
+    def metaworld_env(self) -> str:
+        """The Meta-World environment whose expert, phases and success predicate this task uses."""
+        return self.env or self.env_name
 
 
 class UnknownTaskError(ValueError):
@@ -788,8 +812,34 @@ _BY_NAME = {spec.env_name: spec for spec in _SPECS}
 if set(_BY_NAME) != set(_mw.MT50_V3) or len(_BY_NAME) != len(_SPECS):
     raise RuntimeError("the task catalog and Meta-World's MT50 disagree on the task names")
 
-#: Every Meta-World v3 task, keyed by environment name, in Meta-World's own MT50 order.
-TASKS: dict[str, TaskSpec] = {name: _BY_NAME[name] for name in _mw.MT50_V3}
+# Fractions measured from the range's low end: the drawer counts as open below 0.05 and closed
+# above 0.8 of its slide, the window closed below 0.2 and open above 0.9; each band sits in the
+# middle, so neither outcome holds at the start and both take a comparable motion.
+_DRAWER_HALF = SharedStart("drawer-half-v3", "drawer-open-v3", "goal_slidey", (0.35, 0.55))
+_WINDOW_HALF = SharedStart("window-half-v3", "window-open-v3", "window_slide", (0.45, 0.65))
+
+
+def _from_shared_start(env_name: str, task: str, start: SharedStart) -> TaskSpec:
+    """``task``'s language, expert and success predicate, started from ``start``."""
+    return replace(_BY_NAME[task], env_name=env_name, env=task, start=start)
+
+
+#: Instruction-following tasks: pairs that start from the same state (a half-open drawer or
+#: window) and differ only in what the instruction asks. Scored by whether the robot did what
+#: was asked (the confusion between the pair's outcomes is in every rollout's results).
+AMBIGUOUS_SPECS = (
+    _from_shared_start("drawer-half-open-v3", "drawer-open-v3", _DRAWER_HALF),
+    _from_shared_start("drawer-half-close-v3", "drawer-close-v3", _DRAWER_HALF),
+    _from_shared_start("window-half-open-v3", "window-open-v3", _WINDOW_HALF),
+    _from_shared_start("window-half-close-v3", "window-close-v3", _WINDOW_HALF),
+)
+
+#: Every task, keyed by name: Meta-World v3's in its own MT50 order, then embodia's
+#: shared-start tasks.
+TASKS: dict[str, TaskSpec] = {
+    **{name: _BY_NAME[name] for name in _mw.MT50_V3},
+    **{spec.env_name: spec for spec in AMBIGUOUS_SPECS},
+}
 
 #: Benchmark task sets, read from Meta-World's definitions.
 TASK_SETS: dict[str, tuple[str, ...]] = {
@@ -801,7 +851,24 @@ TASK_SETS: dict[str, tuple[str, ...]] = {
         for bench in ("ML10", "ML25", "ML45")
         for split in ("train", "test")
     },
+    "ambiguous": tuple(spec.env_name for spec in AMBIGUOUS_SPECS),
 }
+
+
+def rivals(env_name: str) -> tuple[str, ...]:
+    """The tasks that start from ``env_name``'s start state, itself first: what a robot given
+    that start could have done. A task with its own start has no rival but itself."""
+    start = TASKS[env_name].start
+    if start is None:
+        return (env_name,)
+    others = [s.env_name for s in TASKS.values() if s.start == start and s.env_name != env_name]
+    return (env_name, *others)
+
+
+def layout_key(env_name: str) -> str:
+    """What layout seeds are keyed by: the shared start's scene, else the task itself."""
+    start = TASKS[env_name].start
+    return env_name if start is None else start.scene
 
 
 def resolve_tasks(names: Sequence[str]) -> list[str]:
