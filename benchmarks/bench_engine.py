@@ -61,9 +61,12 @@ def breakdown(cameras: tuple[str, ...], size: int, steps: int = 150) -> dict[str
     return {k: 1000 * v / steps for k, v in t.items()}
 
 
-def run(tasks: list[str], episodes: int, workers: int, size: int, root: Path) -> dict[str, float]:
+def run(
+    tasks: list[str], episodes: int, workers: int, size: int, root: Path, backend: str = "local"
+) -> dict[str, float]:
     cfg = GenerateConfig(
-        output=root / f"w{workers}",
+        output=root / f"{backend}-w{workers}",
+        backend=backend,
         tasks=tuple(tasks),
         episodes_per_task=(episodes, 0, 0),
         workers=workers,

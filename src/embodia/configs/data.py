@@ -8,6 +8,8 @@ from typing import Literal
 
 import tyro
 
+from embodia.utils.cluster import Backend
+
 SPLITS = ("train", "val", "test")
 
 
@@ -31,7 +33,14 @@ class GenerateConfig:
     """Paraphrases per task that no episode of any split uses (the last ones of the task's list),
     so that `eval rollout --instructions held-out` measures phrasings never trained on."""
     workers: int = 2
-    """Parallel worker processes (each renders its own episodes)."""
+    """Parallel worker processes (each renders its own episodes); with ``--backend ray`` and no
+    ``--address``, the CPUs of the local Ray instance."""
+    backend: Backend = "local"
+    """Where episodes are recorded: ``local`` (this machine's process pool) or ``ray`` (a Ray
+    cluster, ``pip install -e .[ray]``); the same seeds give the same dataset bytes on both."""
+    address: str | None = None
+    """``--backend ray``: the cluster to join (``ray://head:10001``, ``auto``); None starts a
+    local Ray instance."""
     max_steps: int = 300
     """Episode length cap (Meta-World's own cap is 500)."""
     steps_after_success: int = 10

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from embodia.utils.cluster import Backend
+
 PolicyKind = Literal["model", "expert", "random"]
 Benchmark = Literal["metaworld", "libero"]
 
@@ -63,7 +65,15 @@ class RolloutConfig:
     random_horizon: int = 8
     """Chunk length of ``--policy random`` (goes through the same chunk executor)."""
     workers: int = 2
-    """Environment worker processes (each owns its scenes and renderer); 0 = in this process."""
+    """Environment worker processes (each owns its scenes and renderer); 0 = in this process.
+    With ``--backend ray``: environment actors on the cluster (and, without ``--address``, the
+    CPUs of the local Ray instance)."""
+    backend: Backend = "local"
+    """Where environments run: ``local`` processes or ``ray`` actors (``pip install -e .[ray]``);
+    the policy stays here and answers all of them in one batch. Same seeds, same results."""
+    address: str | None = None
+    """``--backend ray``: the cluster to join (``ray://head:10001``, ``auto``); None starts a
+    local Ray instance."""
     videos: int = 4
     """Episodes written as MP4 with the instruction and predicted subtask drawn on them."""
     output: Path = Path("outputs/eval/rollout")

@@ -28,7 +28,8 @@ from embodia.configs.eval import RolloutConfig
 from embodia.evaluation.chunking import ChunkExecutor
 from embodia.evaluation.policies import ChunkPolicy, Request
 from embodia.evaluation.stats import rate_summary
-from embodia.evaluation.workers import Slot
+from embodia.evaluation.workers import open_slots
+from embodia.utils.cluster import Backend
 
 
 class DuplicateInitialState(RuntimeError):
@@ -61,6 +62,8 @@ class RolloutSettings:
     execute_steps: int | None = None
     ensemble: float | None = None
     workers: int = 2
+    backend: Backend = "local"
+    address: str | None = None
     action_dim: int = 4
     fps: int = 20
 
@@ -98,10 +101,15 @@ def rollout_episodes(
     film = film or set()
     n_slots = max(1, min(settings.workers, len(episodes)))
     t0 = time.perf_counter()
-    slots = [
-        Slot(settings.benchmark, settings.cameras, settings.image_size, settings.workers > 0)
-        for _ in range(n_slots)
-    ]
+    slots = open_slots(
+        settings.benchmark,
+        settings.cameras,
+        settings.image_size,
+        n_slots,
+        settings.workers,
+        settings.backend,
+        settings.address,
+    )
     # episodes grouped by task, handed out task by task so a worker rarely rebuilds a scene
     queues: OrderedDict[str, deque[int]] = OrderedDict()
     for i, ep in enumerate(episodes):

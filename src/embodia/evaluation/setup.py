@@ -103,6 +103,8 @@ def build_rollout(cfg: RolloutConfig) -> RolloutSetup:
         execute_steps=cfg.execute_steps,
         ensemble=cfg.ensemble,
         workers=cfg.workers,
+        backend=cfg.backend,
+        address=cfg.address,
         action_dim=ACTION_DIM[bench],
     )
     desc = policy.describe()
@@ -133,6 +135,7 @@ def build_rollout(cfg: RolloutConfig) -> RolloutSetup:
         "action_clip": [-1.0, 1.0],
         "episode_end": "first success, the benchmark's truncation, or max_steps",
         "workers": cfg.workers,
+        "backend": cfg.backend,
         "training_data": data_cfg or None,
     }
     return RolloutSetup(policy, episodes, settings, film, checkpoint, protocol)

@@ -1,4 +1,5 @@
-"""Environment slots: each runs one episode at a time, in its own process or in this one.
+"""Environment slots: each runs one episode at a time, in its own process, a Ray actor, or this
+process.
 
 Why processes and the policy in the main process: on a CPU machine rendering (Mesa's rasteriser)
 and physics dominate a rollout step, and each worker process owns its scenes and its GL context,
@@ -6,15 +7,25 @@ so K workers step and render K episodes at once. The policy stays in the main pr
 is loaded once and observations of all slots that need a chunk can be answered together.
 Workers use the ``spawn`` start method (a forked GL context or torch thread pool is unsafe).
 Results travel over ``multiprocessing`` pipes between our own processes only.
+
+With ``--backend ray`` each slot is an :class:`EnvHost` actor on a Ray cluster instead of a local
+process: the policy still answers every slot in one batch on the driver, and the cluster adds
+cores for physics and rendering. An actor that dies (a preempted node, the OOM killer) is replaced
+and its episode replayed to where it was (reset, then the same actions, without rendering): a
+Meta-World episode is a pure function of its seed and actions, so the replayed state is the one
+that was lost and the episode's result does not change.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import sys
 import traceback
 from collections import OrderedDict
 from typing import Any
+
+from embodia.utils.cluster import Backend
 
 #: Scenes a worker keeps open (one per task); episodes are handed out task by task, so a small
 #: cache avoids rebuilding a scene for every episode without holding all of MT50's in memory.
@@ -68,6 +79,13 @@ class EnvHost:
         for env in self.envs.values():
             env.close()
         self.envs.clear()
+
+    def whereabouts(self) -> str:
+        """Where this host runs, for error messages about it: "pid N on host"."""
+        import os
+        import socket
+
+        return f"pid {os.getpid()} on {socket.gethostname()}"
 
 
 def _serve(conn, benchmark: str, cameras: tuple[str, ...], image_size: int) -> None:
@@ -166,3 +184,109 @@ class Slot:
             self._proc.terminate()
             self._proc.join(timeout=5)
         self._conn.close()
+
+
+#: Times a Ray slot replaces a dead actor before the rollout stops with an error: a node that
+#: keeps dying is a fault to report, not to hide.
+RAY_RESTARTS = 3
+
+
+class RaySlot:
+    """A slot whose environments live in a Ray actor; same interface as :class:`Slot`.
+
+    It keeps the commands of the episode in progress (its reset and every step since), so that
+    when the actor dies it can start a fresh one, replay them without rendering, and then answer
+    the pending command as the lost actor would have.
+    """
+
+    def __init__(self, benchmark: str, cameras: tuple[str, ...], image_size: int, ray: Any):
+        from embodia.utils.cluster import CPUS_PER_EPISODE
+
+        self._ray = ray
+        self._args = (benchmark, tuple(cameras), image_size)
+        self._actor_class = ray.remote(num_cpus=CPUS_PER_EPISODE, max_restarts=0)(EnvHost)
+        self._actor = self._actor_class.remote(*self._args)
+        self._episode: list[tuple[str, Any]] = []  # the reset and the steps since
+        self._pending: tuple[str, Any] | None = None
+        self._ref: Any = None
+        self.restarts = 0
+
+    def send(self, cmd: str, payload: Any) -> None:
+        self._pending = (cmd, payload)
+        self._ref = self._actor.handle.remote(cmd, payload)
+
+    def recv(self) -> Any:
+        if self._pending is None:
+            raise RuntimeError("recv() without a pending command")
+        from ray.exceptions import RayActorError, RayTaskError
+
+        cmd, payload = self._pending
+        while True:
+            try:
+                value = self._ray.get(self._ref)
+                break
+            except RayTaskError as exc:  # the environment raised: not the node's fault
+                self._pending = None
+                raise EnvWorkerError(str(exc)) from None
+            except RayActorError as exc:
+                self._replace_actor(exc)
+                self._ref = self._actor.handle.remote(cmd, payload)
+        self._pending = None
+        if cmd == "reset":
+            self._episode = [(cmd, payload)]
+        elif cmd == "step":
+            self._episode.append((cmd, payload))
+        return value
+
+    def call(self, cmd: str, payload: Any) -> Any:
+        self.send(cmd, payload)
+        return self.recv()
+
+    def _replace_actor(self, cause: Exception) -> None:
+        """A fresh actor brought to the state of the dead one (the episode so far, unrendered)."""
+        from ray.exceptions import RayActorError
+
+        if self.restarts >= RAY_RESTARTS:
+            raise EnvWorkerError(
+                f"environment actor died {self.restarts + 1} times, last: {cause}; "
+                "the cluster's nodes are failing (memory, preemption): see `ray status`"
+            ) from None
+        self.restarts += 1
+        print(
+            f"environment actor died ({type(cause).__name__}); replaying its episode "
+            f"({len(self._episode)} commands) on a new one, restart {self.restarts}/{RAY_RESTARTS}",
+            file=sys.stderr,
+        )
+        self._actor = self._actor_class.remote(*self._args)
+        replay = [(cmd, (payload[0], False)) for cmd, payload in self._episode]
+        try:
+            for cmd, payload in replay:
+                self._ray.get(self._actor.handle.remote(cmd, payload))
+        except RayActorError as exc:
+            self._replace_actor(exc)
+
+    def close(self) -> None:
+        # a dead actor has nothing left to close; the episode's result is already in hand
+        with contextlib.suppress(Exception):
+            self._ray.get(self._actor.close.remote(), timeout=10)
+        with contextlib.suppress(Exception):
+            self._ray.kill(self._actor)
+
+
+def open_slots(
+    benchmark: str,
+    cameras: tuple[str, ...],
+    image_size: int,
+    count: int,
+    workers: int,
+    backend: Backend = "local",
+    address: str | None = None,
+) -> list[Slot] | list[RaySlot]:
+    """``count`` slots: Ray actors (``backend="ray"``), worker processes (``workers > 0``) or,
+    with ``workers=0``, environments in this process (for debugging and tests)."""
+    if backend == "ray":
+        from embodia.utils.cluster import connect_ray
+
+        ray = connect_ray(address, workers)
+        return [RaySlot(benchmark, cameras, image_size, ray) for _ in range(count)]
+    return [Slot(benchmark, cameras, image_size, workers > 0) for _ in range(count)]

@@ -304,7 +304,9 @@ def _protocol(recipe: ReproduceRecipe, data: Path, records: list[dict]) -> dict[
         "same_for_every_arm": "data, test layouts, QA questions, held-out views, training seeds, "
         "batch size, preset, evaluation settings",
         "evaluations": [
-            f"{e.kind} on the checkpoint after stage {e.after or '(the last)'}"
+            f"{e.key}: {e.kind} on the checkpoint after "
+            + (f"stage {e.after}" if e.after else "the arm's last stage")
+            + (f", instructions {e.instructions}" if e.kind == "rollout" else "")
             for e in recipe.evaluations
         ],
         "statistics": "per arm: mean over training seeds with a Student-t 95% interval, and the "

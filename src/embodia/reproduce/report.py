@@ -175,6 +175,8 @@ def overview(results: dict[str, Any]) -> list[str]:
             if m.startswith("qa:") and "/" in m
         }
     )
+    if not cats:  # no QA evaluation in this recipe: no per-category table to show
+        return lines
     lines += [
         "",
         "QA per category (mean over seeds):",

@@ -178,7 +178,10 @@ def _dataset(recipe: ReproduceRecipe, out: Path, cfg: ReproduceConfig, timings: 
         return Path(cfg.data)
     gen = recipe_data_config(recipe, out / "data", max(1, cfg.workers), cfg.progress)
     if not already_generated(gen):
-        print(f"\n== data: {len(recipe.tasks)} tasks, {recipe.episodes_per_task} ==", flush=True)
+        from embodia.data.engine.tasks import resolve_tasks
+
+        tasks = resolve_tasks(recipe.tasks)  # set names ("ambiguous") count as their tasks
+        print(f"\n== data: {len(tasks)} tasks, {recipe.episodes_per_task} ==", flush=True)
         tic = time.perf_counter()
         generate(gen)
         timings["data_s"] = round(time.perf_counter() - tic, 1)

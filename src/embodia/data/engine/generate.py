@@ -20,6 +20,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -34,7 +35,7 @@ from embodia.configs.data import SPLITS, GenerateConfig
 from embodia.data.engine.scene import CONTROL_FPS
 from embodia.data.engine.splits import EpisodeSpec, check_disjoint, plan_episodes
 from embodia.data.engine.tasks import instructions, resolve_tasks
-from embodia.utils.fs import atomic_write_text, replace_dir
+from embodia.utils.fs import atomic_dir, atomic_write_text, replace_dir
 
 ROBOT_TYPE = "sawyer"
 KNOWN_CAMERAS = (
@@ -107,7 +108,7 @@ ENGINE_FORMAT = 2
 
 def _config_fingerprint(cfg: GenerateConfig) -> dict[str, Any]:
     """The fields that change what is generated (not how fast or where), and the engine format."""
-    skip = {"output", "workers", "overwrite", "progress"}
+    skip = {"output", "workers", "backend", "address", "overwrite", "progress"}
     fields = {
         k: (list(v) if isinstance(v, tuple) else v)
         for k, v in dataclasses.asdict(cfg).items()
@@ -155,6 +156,8 @@ def _worker_init(cfg: GenerateConfig, stage: Path) -> None:
     global _CFG, _STAGE
     # Rasterise on the calling thread: the workers already fill the cores.
     os.environ.setdefault("LP_NUM_THREADS", "0")
+    if cfg != _CFG:  # a Ray worker outlives one generate(): recorders hold the old settings
+        _close_recorders()
     _CFG, _STAGE = cfg, stage
 
 
@@ -194,6 +197,38 @@ def record_and_stage(spec: EpisodeSpec) -> tuple[str, int, float]:
         reasoning=episode.reasoning,
     )
     return spec.key, episode.length, time.perf_counter() - start
+
+
+def record_packed(cfg: GenerateConfig, spec: EpisodeSpec) -> tuple[str, int, float, dict]:
+    """Ray's unit of work: record one episode into a private staging directory on the worker
+    and return its files ({"episodes/<key>/...": bytes, "conversations/<key>/...": bytes}).
+
+    The driver commits them, so the cluster needs no shared file system, and a worker killed
+    mid-episode leaves nothing anywhere: Ray reruns the task, which records the same bytes.
+    """
+    with tempfile.TemporaryDirectory(prefix="embodia-episode-") as tmp:
+        root = Path(tmp)
+        _worker_init(cfg, root)
+        key, frames, seconds = record_and_stage(spec)
+        files = {
+            path.relative_to(root).as_posix(): path.read_bytes()
+            for path in sorted(root.rglob("*"))
+            if path.is_file()
+        }
+    return key, frames, seconds, files
+
+
+def commit_packed(stage: Path, key: str, files: dict[str, bytes]) -> None:
+    """Write a packed episode into the staging area, conversations first and the episode last
+    (its presence marks the episode done), each directory renamed into place whole."""
+    for part in ("conversations", "episodes"):
+        prefix = f"{part}/{key}/"
+        with atomic_dir(stage / part / key) as tmp:
+            for rel, data in files.items():
+                if rel.startswith(prefix):
+                    target = tmp / rel[len(prefix) :]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(data)
 
 
 def _stage_conversations(
@@ -248,7 +283,9 @@ def _run_workers(
         bar.set_postfix(frames=frames, fps=f"{frames / (time.perf_counter() - start):.1f}")
 
     try:
-        if cfg.workers == 1:
+        if cfg.backend == "ray":
+            _run_ray(cfg, stage, todo, advance)
+        elif cfg.workers == 1:
             _worker_init(cfg, stage)
             try:
                 for spec in todo:
@@ -267,6 +304,29 @@ def _run_workers(
                 pool.join()
     finally:
         bar.close()
+
+
+def _run_ray(cfg: GenerateConfig, stage: Path, todo: list[EpisodeSpec], advance) -> None:
+    """One Ray task per episode, committed here as each finishes (in any order: the
+    consolidation orders episodes by plan). A task whose worker dies is retried by Ray; a task
+    that raises stops the run with its error, keeping every episode already committed."""
+    from embodia.utils.cluster import CPUS_PER_EPISODE, connect_ray
+
+    ray = connect_ray(cfg.address, cfg.workers)
+    record = ray.remote(num_cpus=CPUS_PER_EPISODE, max_retries=3)(record_packed)
+    # the progress bar must not travel to workers; the rest of the config is what they record
+    worker_cfg = ray.put(dataclasses.replace(cfg, progress=False))
+    pending = [record.remote(worker_cfg, spec) for spec in todo]
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            key, frames, seconds, files = ray.get(done[0])
+            commit_packed(stage, key, files)
+            advance((key, frames, seconds))
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
 
 
 def _finalize(cfg: GenerateConfig, stage: Path, plan: list[EpisodeSpec]) -> Path:
