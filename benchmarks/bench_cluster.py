@@ -62,7 +62,7 @@ def overhead(calls: int = 200) -> dict[str, float]:
         actor_ms.append(time.perf_counter() - tic)
     ray.kill(actor)
     slot = Slot("metaworld", ("corner", "gripperPOV"), 128, process=True)
-    episode = {"task": "reach", "seed": 0, "number": 0, "instruction": "reach"}
+    episode = {"task": "reach-v3", "seed": 0, "number": 0, "instruction": "reach the goal"}
     slot.call("reset", (episode, True))
     step = []
     for _ in range(calls // 4):
@@ -111,26 +111,29 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}  ray {ray.__version__}  tasks: {args.tasks}")
     root = Path(tempfile.mkdtemp(prefix="embodia-bench-cluster-"))
     try:
-        connect_ray(None, args.workers)
+        # every local figure first, with no Ray running: an idle raylet and its prestarted
+        # workers take a share of two cores and would flatter Ray by slowing the local pool
+        gen, ev = {}, {}
+        for backend in ("local", "ray"):
+            if backend == "ray":
+                connect_ray(None, args.workers)
+            gen[backend] = generate_run(
+                args.tasks, args.episodes, args.workers, args.size, root / backend, backend
+            )
+            ev[backend] = evaluate(args.tasks, args.episodes, args.workers, backend)
         o = overhead()
         print(
             f"overhead: empty task {o['task_ms']:.2f} ms, empty actor call "
             f"{o['actor_call_ms']:.2f} ms; one env step in a local worker "
             f"{o['local_env_step_ms']:.2f} ms"
         )
-        gen = {}
-        for backend in ("local", "ray"):
-            r = generate_run(args.tasks, args.episodes, args.workers, args.size, root, backend)
-            gen[backend] = r
+        for backend, r in gen.items():
             print(
                 f"generate {backend:>5} workers={args.workers}: {r['frames']} frames in "
                 f"{r['record_s']:.1f} s -> {r['fps']:.1f} frames/s"
             )
         print(f"generate ray / local: {gen['ray']['fps'] / gen['local']['fps']:.2f}x")
-        ev = {}
-        for backend in ("local", "ray"):
-            r = evaluate(args.tasks, args.episodes, args.workers, backend)
-            ev[backend] = r
+        for backend, r in ev.items():
             print(
                 f"rollout  {backend:>5} workers={args.workers}: {r['episodes']} episodes in "
                 f"{r['wall_s']:.1f} s -> {r['episodes_per_s']:.2f} episodes/s, "
