@@ -54,7 +54,14 @@ def connect_ray(address: str | None, workers: int) -> Any:
         ray.init(**options)
     except Exception as exc:  # ConnectionError, a version mismatch, a bad address ...
         where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
-        raise BackendError(f"--backend ray: could not connect to {where}: {exc}") from exc
+        hint = (
+            ""
+            if address
+            else " (Ray's start-up has fixed timeouts that a machine busy on every core can "
+            "miss: retry when it is quieter, or run `ray start --head` once and pass "
+            "--address auto)"
+        )
+        raise BackendError(f"--backend ray: could not connect to {where}: {exc}{hint}") from exc
     return ray
 
 
