@@ -98,7 +98,9 @@ def ensure_torchvision(tmp: Path) -> str:
     return "stub torchvision (pyav VideoReader + ToTensor)"
 
 
-def _write_dataset(tmp: Path) -> tuple[Path, dict, list[str]]:
+def _write_dataset(tmp: Path, seed: int = 0) -> tuple[Path, dict]:
+    """Three episodes (ep0, ep2 train, ep1 val) over two data and two video files; ``seed``
+    varies the content. Returns the root and episode index -> the frames that were staged."""
     from embodia.data.lerobot_v3 import Feature, consolidate, stage_episode
 
     h, w, fps = 32, 48, 10
@@ -112,13 +114,15 @@ def _write_dataset(tmp: Path) -> tuple[Path, dict, list[str]]:
         "next.success": Feature("bool", (1,)),
         "phase": Feature("int64", (1,)),
     }
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
     episodes = {}
     for i, length in enumerate([6, 11, 8]):
         rgb = np.stack(
             [
-                np.stack([xx * 4 + t * 3, yy * 6 + i * 20, np.full_like(xx, 60 + 40 * i)], -1)
+                np.stack(
+                    [xx * 4 + t * 3, yy * 6 + i * 20, np.full_like(xx, 60 + 40 * i + 7 * seed)], -1
+                )
                 for t in range(length)
             ]
         ).astype(np.uint8)
@@ -168,7 +172,62 @@ def _write_dataset(tmp: Path) -> tuple[Path, dict, list[str]]:
         video_files_size_in_mb=limit("videos/observation.images.front.mp4"),
     )
     # episode index -> staged frames (train split first: ep0, ep2, then ep1)
-    return tmp / "dataset", {0: episodes["ep0"], 1: episodes["ep2"], 2: episodes["ep1"]}, order
+    return tmp / "dataset", {0: episodes["ep0"], 1: episodes["ep2"], 2: episodes["ep1"]}
+
+
+def _check_frames(ds, ours, source: dict, check, label: str = "") -> None:
+    """Every frame LeRobot's loader returns equals our reader's and the staged source."""
+    bad: dict[str, int] = {"values": 0, "depth": 0, "image": 0}
+    worst_video = 0.0
+    worst_vs_source = 0.0
+    for ep_idx in range(ours.num_episodes):
+        ep = ours.load_episode(ep_idx)
+        src = source[ep_idx]
+        start = ours.episodes[ep_idx]["dataset_from_index"]
+        for t in range(len(ep["index"])):
+            item = ds[start + t]
+            same = (
+                int(item["episode_index"]) == ep_idx
+                and int(item["frame_index"]) == t
+                and int(item["index"]) == start + t
+                and item["task"] == ep["task"][t]
+                and item.get("subtask") == ep["subtask"][t]
+                and np.array_equal(item["observation.state"].numpy(), src["observation.state"][t])
+                and np.array_equal(item["action"].numpy(), src["action"][t])
+                and bool(item["next.success"]) == bool(src["next.success"][t])
+                and int(item["phase"]) == int(src["phase"][t])
+            )
+            if not same:
+                bad["values"] += 1
+                print(f"  ep {ep_idx} frame {t}: {repr(item)[:400]}")
+            depth = item["observation.depth"]
+            mm = np.round(ep["observation.depth"][t] * 1000).astype(np.int64)
+            if tuple(depth.shape) != (1, *mm.shape) or not np.array_equal(
+                depth[0].numpy().astype(np.int64), mm
+            ):
+                bad["depth"] += 1
+                print(f"  ep {ep_idx} frame {t} depth: {depth.dtype} {tuple(depth.shape)}")
+            img = item["observation.images.overview"]
+            if not np.allclose(
+                img.permute(1, 2, 0).numpy() * 255,
+                src["observation.images.overview"][t],
+                atol=1e-3,
+            ):
+                bad["image"] += 1
+            for key in ("observation.images.front", "observation.images.wrist"):
+                frame = (item[key].permute(1, 2, 0).numpy() * 255).round()
+                worst_video = max(worst_video, float(np.abs(frame - ep[key][t]).max()))
+                err = np.abs(frame - src[key][t]).mean()
+                worst_vs_source = max(worst_vs_source, float(err))
+    check(label + "per-frame state, action, bool, int, task, subtask, indices", not bad["values"])
+    check(label + "depth image = our millimetres (int16 via ToTensor)", not bad["depth"])
+    check(label + "PNG image exact", not bad["image"])
+    check(label + "video frames equal our reader's", worst_video <= 1.0, f"max abs {worst_video}")
+    check(
+        label + "video close to source",
+        worst_vs_source < 6.0,
+        f"worst mean abs {worst_vs_source:.2f}",
+    )
 
 
 def _check_reverse(tmp: Path, check) -> None:
@@ -222,6 +281,29 @@ def _check_reverse(tmp: Path, check) -> None:
         f"video mean abs {worst:.2f}",
     )
 
+    # two LeRobot-recorded datasets merged by embodia (a copy stands in for a second recording),
+    # read back by LeRobot: each merged frame is the recorded one, the videos unchanged
+    import shutil
+
+    from embodia.data.lerobot_v3.merge import merge_into
+
+    shutil.copytree(tmp / "lr", tmp / "lr2")
+    (tmp / "lr-merged").mkdir()
+    merge_into([tmp / "lr", tmp / "lr2"], tmp / "lr-merged", progress=False)
+    merged = LeRobotDataset("local/merged", root=tmp / "lr-merged", video_backend="pyav")
+    recorded = LeRobotDataset("local/recorded", root=tmp / "lr", video_backend="pyav")
+    n = len(recorded)
+    same = len(merged) == 2 * n and merged.meta.total_episodes == 4
+    for i in range(len(merged)):
+        a, b = merged[i], recorded[i % n]
+        same &= all(
+            bool((a[k] == b[k]).all())
+            for k in ("observation.state", "observation.images.png", "observation.images.cam")
+        )
+        same &= a["task"] == b["task"] and int(a["index"]) == i
+        same &= int(a["episode_index"]) == int(b["episode_index"]) + 2 * (i >= n)
+    check("LeRobot reads two LeRobot-recorded datasets merged by embodia", same)
+
 
 def main() -> int:
     import lerobot
@@ -248,7 +330,7 @@ def main() -> int:
 
             version = _v("lerobot")
         print(f"lerobot {version}, torch {torch.__version__}, {tv}")
-        root, source, _ = _write_dataset(tmp)
+        root, source = _write_dataset(tmp)
         ours = LeRobotV3Dataset(root)
         ds = LeRobotDataset(repo_id="local/test", root=root, video_backend="pyav")
         check("LeRobotDataset opens", True, f"{ds.num_episodes} episodes, {len(ds)} frames")
@@ -264,57 +346,7 @@ def main() -> int:
         n_vid = len(list((root / "videos" / "observation.images.front").glob("*/*.mp4")))
         check("several data/video files", n_files > 1 and n_vid > 1, f"{n_files} data, {n_vid} mp4")
 
-        bad: dict[str, int] = {"values": 0, "depth": 0, "image": 0}
-        worst_video = 0.0
-        worst_vs_source = 0.0
-        for ep_idx in range(ours.num_episodes):
-            ep = ours.load_episode(ep_idx)
-            src = source[ep_idx]
-            start = ours.episodes[ep_idx]["dataset_from_index"]
-            for t in range(len(ep["index"])):
-                item = ds[start + t]
-                same = (
-                    int(item["episode_index"]) == ep_idx
-                    and int(item["frame_index"]) == t
-                    and int(item["index"]) == start + t
-                    and item["task"] == ep["task"][t]
-                    and item.get("subtask") == ep["subtask"][t]
-                    and np.array_equal(
-                        item["observation.state"].numpy(), src["observation.state"][t]
-                    )
-                    and np.array_equal(item["action"].numpy(), src["action"][t])
-                    and bool(item["next.success"]) == bool(src["next.success"][t])
-                    and int(item["phase"]) == int(src["phase"][t])
-                )
-                if not same:
-                    bad["values"] += 1
-                    print(f"  ep {ep_idx} frame {t}: {repr(item)[:400]}")
-                depth = item["observation.depth"]
-                mm = np.round(ep["observation.depth"][t] * 1000).astype(np.int64)
-                if tuple(depth.shape) != (1, *mm.shape) or not np.array_equal(
-                    depth[0].numpy().astype(np.int64), mm
-                ):
-                    bad["depth"] += 1
-                    print(f"  ep {ep_idx} frame {t} depth: {depth.dtype} {tuple(depth.shape)}")
-                img = item["observation.images.overview"]
-                if not np.allclose(
-                    img.permute(1, 2, 0).numpy() * 255,
-                    src["observation.images.overview"][t],
-                    atol=1e-3,
-                ):
-                    bad["image"] += 1
-                for key in ("observation.images.front", "observation.images.wrist"):
-                    frame = (item[key].permute(1, 2, 0).numpy() * 255).round()
-                    worst_video = max(worst_video, float(np.abs(frame - ep[key][t]).max()))
-                    err = np.abs(frame - src[key][t]).mean()
-                    worst_vs_source = max(worst_vs_source, float(err))
-        check("per-frame state, action, bool, int, task, subtask, indices", not bad["values"])
-        check("depth image = our millimetres (int16 via ToTensor)", not bad["depth"])
-        check("PNG image exact", not bad["image"])
-        check("video frames equal our reader's", worst_video <= 1.0, f"max abs {worst_video}")
-        check(
-            "video close to source", worst_vs_source < 6.0, f"worst mean abs {worst_vs_source:.2f}"
-        )
+        _check_frames(ds, ours, source, check)
 
         dts = LeRobotDataset(
             repo_id="local/test",
@@ -335,6 +367,26 @@ def main() -> int:
             and np.abs(frames[1] - ep1["observation.images.front"][0]).max() <= 1
         )
         check("delta_timestamps video query across file boundary", ok)
+
+        # merged datasets (embodia data merge): two sources, read back by LeRobot's loader
+        from embodia.data.lerobot_v3.merge import merge_into
+
+        (tmp / "merged").mkdir()
+        (a, source_a), (b, source_b) = (
+            _write_dataset(tmp / n, seed) for n, seed in (("a", 1), ("b", 2))
+        )
+        merge_into([a, b], tmp / "merged", progress=False)
+        merged = LeRobotDataset(repo_id="local/merged", root=tmp / "merged", video_backend="pyav")
+        ours_merged = LeRobotV3Dataset(tmp / "merged")
+        check(
+            "merged: LeRobotDataset opens",
+            True,
+            f"{merged.num_episodes} episodes, {len(merged)} frames",
+        )
+        check("merged: splits", merged.meta.info["splits"] == {"train": "0:4", "val": "4:6"})
+        # train of a, train of b, then val of a, val of b
+        order = [source_a[0], source_a[1], source_b[0], source_b[1], source_a[2], source_b[2]]
+        _check_frames(merged, ours_merged, dict(enumerate(order)), check, "merged: ")
 
         _check_reverse(tmp, check)
 

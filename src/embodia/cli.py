@@ -6,6 +6,7 @@
     embodia data show [--dataset ...]      contact sheet PNG
     embodia data info [--dataset ...]      summary of a dataset
     embodia data stats DIR                 normalisation statistics a dataset lacks
+    embodia data merge A B ... --output C  one dataset from several (videos kept as they are)
     embodia depth train-autoencoder ...    latent space for GEM's depth generator (presets)
     embodia serve --checkpoint DIR         serve a policy over WebSocket (openpi protocol)
     embodia export --checkpoint C --output O [--merge]   a serving checkpoint (LoRA merged)
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 import tyro
 
-from embodia.configs.data import GenerateConfig, InfoConfig, ShowConfig, StatsConfig
+from embodia.configs.data import GenerateConfig, InfoConfig, MergeConfig, ShowConfig, StatsConfig
 from embodia.configs.depth import TrainAutoencoderConfig
 from embodia.configs.eval import BenchConfig, DepthConfig, QAConfig, RolloutConfig
 from embodia.configs.serve import ExportConfig, ServeConfig
@@ -63,6 +64,14 @@ def run_stats(cfg: StatsConfig) -> None:
     from embodia.data.compute_stats import run_stats as compute
 
     compute(cfg)
+
+
+def run_merge(cfg: MergeConfig) -> None:
+    from embodia.data.info import print_summary
+    from embodia.data.merge import merge
+
+    out = merge(cfg)
+    print_summary(out)
 
 
 def run_fit_cli(cfg: FitConfig) -> None:
@@ -140,6 +149,7 @@ COMMANDS: dict[str, dict[str, tuple[type, Callable]]] = {
         "show": (ShowConfig, run_show),
         "info": (InfoConfig, run_info),
         "stats": (StatsConfig, run_stats),
+        "merge": (MergeConfig, run_merge),
     },
     "tokenizer": {"fit": (FitConfig, run_fit_cli)},
     "depth": {"train-autoencoder": (TrainAutoencoderConfig, run_train_autoencoder)},

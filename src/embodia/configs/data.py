@@ -104,3 +104,19 @@ class StatsConfig:
     overwrite: bool = False
     """Recompute features that already have statistics."""
     progress: bool = True
+
+
+@dataclass
+class MergeConfig:
+    """Merge LeRobot v3 datasets into one: videos copied whole (never re-encoded), frames
+    renumbered, splits kept contiguous (every source's train episodes, then val, then test),
+    exact statistics; for data-engine datasets also the QA conversations (episode names that
+    collide are renumbered) and engine.json. Sources need the same fps, robot type and features."""
+
+    sources: tyro.conf.Positional[tuple[Path, ...]]
+    """Two or more dataset directories, in the order their episodes should come within a split."""
+    output: Path = Path("outputs/merged")
+    """Where the merged dataset goes (built beside it, renamed into place when complete)."""
+    overwrite: bool = False
+    """Replace an existing --output (only once the new one is complete)."""
+    progress: bool = True

@@ -320,6 +320,12 @@ class LeRobotV3Dataset:
                 out[key] = self._video_frames(ep, key, first_ts, stop - start)
         return out
 
+    def episode_rows(self, episode_index: int) -> pa.Table:
+        """The episode's rows of its data file, undecoded (PNG bytes, list columns): what a
+        merge copies into another dataset."""
+        ep = self._episode(episode_index)
+        return self._rows(ep, int(ep["dataset_from_index"]), int(ep["dataset_to_index"]))[0]
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         """One frame by global index, same conventions as ``load_episode`` without the T axis."""
         if index < 0:

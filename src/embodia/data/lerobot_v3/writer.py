@@ -55,6 +55,7 @@ import os
 import shutil
 import socket
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -530,90 +531,16 @@ def _build(
     data_mb: float,
     video_mb: float,
 ) -> None:
-    from tqdm.auto import tqdm
-
-    info_features = dict(features_info)
-    info_features.update({k: dict(v) for k, v in INDEX_FEATURES.items()})
-    if has_subtasks:
-        info_features[SUBTASK_INDEX] = dict(SUBTASK_FEATURE)
+    info_features = dataset_info_features(features_info, has_subtasks)
     schema = data_schema(info_features)
-    video_keys = [k for k, ft in features.items() if ft.dtype == "video"]
-
-    # Task tables: first appearance in the final episode order decides the index.
-    task_ids: dict[str, int] = {}
-    subtask_ids: dict[str, int] = {}
-    frame_tables = []
-    frame_texts: list[list[str]] = []  # per episode, its frames' reasoning (if staged with it)
-    for meta in staged:
-        table = pq.read_table(meta["dir"] / _FRAMES)
-        if meta.get("has_reasoning"):
-            frame_texts.append(table.column("reasoning").to_pylist())
-        for text in table.column("task").to_pylist():
-            task_ids.setdefault(text, len(task_ids))
-        if has_subtasks:
-            for text in table.column("subtask").to_pylist():
-                subtask_ids.setdefault(text, len(subtask_ids))
-        frame_tables.append(table)
-
-    rows: list[dict[str, Any]] = []
-    per_episode_stats: list[dict] = []
-    start = 0
-    for ep_idx, (meta, table) in enumerate(zip(staged, frame_tables, strict=True)):
-        n = meta["length"]
-        index_cols = {
-            "timestamp": (np.arange(n) / fps).astype(np.float32),
-            "frame_index": np.arange(n, dtype=np.int64),
-            "episode_index": np.full(n, ep_idx, dtype=np.int64),
-            "index": np.arange(start, start + n, dtype=np.int64),
-            "task_index": np.array(
-                [task_ids[t] for t in table.column("task").to_pylist()], dtype=np.int64
-            ),
-        }
-        if has_subtasks:
-            index_cols[SUBTASK_INDEX] = np.array(
-                [subtask_ids[t] for t in table.column("subtask").to_pylist()], dtype=np.int64
-            )
-        cols = [
-            table.column(k) if k in table.column_names else pa.array(index_cols[k])
-            for k in schema.names
-        ]
-        frame_tables[ep_idx] = pa.Table.from_arrays(cols, schema=schema)
-        ep_stats = stats_from_json(read_json(meta["dir"] / _STATS))
-        ep_stats.update(stats_from_json(_index_stats(index_cols)))
-        per_episode_stats.append(ep_stats)
-        tasks_here: list[str] = []
-        for t in table.column("task").to_pylist():
-            if t not in tasks_here:
-                tasks_here.append(t)
-        rows.append(
-            {
-                "episode_index": ep_idx,
-                "tasks": tasks_here,
-                "length": n,
-                "dataset_from_index": start,
-                "dataset_to_index": start + n,
-            }
-        )
-        start += n
-    total_frames = start
-
-    # Data files: whole episodes, a new file when the size limit would be reached.
+    numbered = number_episodes(
+        [pq.read_table(meta["dir"] / _FRAMES) for meta in staged], schema, fps, has_subtasks
+    )
     sizes = [(m["dir"] / _FRAMES).stat().st_size / 2**20 for m in staged]
-    cursor = _FileCursor(chunks_size)
-    bar = tqdm(total=len(staged), desc="consolidate", disable=not progress)
-    for g, group in enumerate(_group_by_size(sizes, data_mb)):
-        if g:
-            cursor.advance()
-        path = root / DATA_PATH.format(chunk_index=cursor.chunk, file_index=cursor.file)
-        write_parquet(pa.concat_tables([frame_tables[i] for i in group]), path)
-        for i in group:
-            rows[i]["data/chunk_index"] = cursor.chunk
-            rows[i]["data/file_index"] = cursor.file
-            bar.update(1)
-    bar.close()
+    write_data_files(root, numbered, sizes, chunks_size, data_mb, progress)
 
     # Videos: per key, episodes back to back, packets copied.
-    for key in video_keys:
+    for key in [k for k, ft in features.items() if ft.dtype == "video"]:
         codecs = {m["video_codec"] for m in staged}
         if len(codecs) > 1:
             raise ValueError(f"video {key!r}: staged episodes use different codecs {codecs}")
@@ -631,54 +558,211 @@ def _build(
             vid.concat_videos([inputs[i] for i in group], counts, fps, path)
             offset = 0
             for i in group:
-                rows[i][f"videos/{key}/chunk_index"] = cursor.chunk
-                rows[i][f"videos/{key}/file_index"] = cursor.file
-                rows[i][f"videos/{key}/from_timestamp"] = offset / fps
-                rows[i][f"videos/{key}/to_timestamp"] = (offset + staged[i]["length"]) / fps
+                row = numbered.rows[i]
+                row[f"videos/{key}/chunk_index"] = cursor.chunk
+                row[f"videos/{key}/file_index"] = cursor.file
+                row[f"videos/{key}/from_timestamp"] = offset / fps
+                row[f"videos/{key}/to_timestamp"] = (offset + staged[i]["length"]) / fps
                 offset += staged[i]["length"]
         info_features[key]["info"] = vid.video_info(
             root / VIDEO_PATH.format(video_key=key, chunk_index=0, file_index=0), fps
         )
 
-    # Episodes metadata: extras, then flattened per-episode stats.
-    extra_keys = sorted({k for m in staged for k in m["extra"]})
-    for row, meta, ep_stats in zip(rows, staged, per_episode_stats, strict=True):
-        for k in extra_keys:
-            row[k] = meta["extra"].get(k)
-        for feat in info_features:
-            for stat, value in stats_to_json({feat: ep_stats[feat]})[feat].items():
-                row[f"stats/{feat}/{stat}"] = value
-    _write_episodes(root, rows, extra_keys, chunks_size, data_mb)
+    feature_stats = [stats_from_json(read_json(m["dir"] / _STATS)) for m in staged]
+    write_metadata(
+        root,
+        numbered,
+        [m["extra"] for m in staged],
+        feature_stats,
+        features,
+        info_features,
+        DatasetLayout(fps, robot_type, split_ranges, chunks_size, data_mb, video_mb),
+    )
 
-    write_parquet(indexed_strings_table(list(task_ids), "task", "task_index"), root / TASKS_PATH)
+
+# ------------------------------------------- shared by consolidation and merging (merge.py)
+
+
+def dataset_info_features(
+    features_info: dict[str, dict[str, Any]], has_subtasks: bool
+) -> dict[str, dict[str, Any]]:
+    """info.json's features: the declared ones, then the bookkeeping columns every frame has."""
+    info_features = {k: dict(v) for k, v in features_info.items()}
+    info_features.update({k: dict(v) for k, v in INDEX_FEATURES.items()})
     if has_subtasks:
-        table = indexed_strings_table(list(subtask_ids), "subtask", SUBTASK_INDEX)
+        info_features[SUBTASK_INDEX] = dict(SUBTASK_FEATURE)
+    return info_features
+
+
+@dataclass
+class NumberedEpisodes:
+    """Episodes in their final order, numbered as one dataset: frame tables in the data schema,
+    meta/episodes rows (to be completed with file locations, extras and stats), per-episode
+    stats of the numbering columns, and the text tables those numbers index."""
+
+    tables: list[pa.Table]
+    rows: list[dict[str, Any]]
+    index_stats: list[dict[str, dict[str, np.ndarray]]]
+    tasks: list[str]
+    subtasks: list[str] | None
+    reasoning: list[str] | None
+
+
+def number_episodes(
+    tables: list[pa.Table], schema: pa.Schema, fps: int, has_subtasks: bool
+) -> NumberedEpisodes:
+    """Give episodes (frame tables with a "task" text column, "subtask" / "reasoning" texts if
+    the dataset has them, and every feature column) their global numbering.
+
+    Task and subtask indices follow first appearance in this order, so the numbering depends
+    only on the content and the order of the episodes, never on where they came from.
+    """
+    task_ids: dict[str, int] = {}
+    subtask_ids: dict[str, int] = {}
+    for table in tables:
+        for text in table.column("task").to_pylist():
+            task_ids.setdefault(text, len(task_ids))
+        if has_subtasks:
+            for text in table.column("subtask").to_pylist():
+                subtask_ids.setdefault(text, len(subtask_ids))
+    has_reasoning = bool(tables) and "reasoning" in tables[0].column_names
+    numbered = NumberedEpisodes([], [], [], list(task_ids), None, None)
+    if has_subtasks:
+        numbered.subtasks = list(subtask_ids)
+    if has_reasoning:
+        numbered.reasoning = []
+    start = 0
+    for ep_idx, table in enumerate(tables):
+        n = table.num_rows
+        task_texts = table.column("task").to_pylist()
+        index_cols = {
+            "timestamp": (np.arange(n) / fps).astype(np.float32),
+            "frame_index": np.arange(n, dtype=np.int64),
+            "episode_index": np.full(n, ep_idx, dtype=np.int64),
+            "index": np.arange(start, start + n, dtype=np.int64),
+            "task_index": np.array([task_ids[t] for t in task_texts], dtype=np.int64),
+        }
+        if has_subtasks:
+            index_cols[SUBTASK_INDEX] = np.array(
+                [subtask_ids[t] for t in table.column("subtask").to_pylist()], dtype=np.int64
+            )
+        cols = []
+        for field in schema:
+            if field.name in index_cols:
+                cols.append(pa.array(index_cols[field.name], type=field.type))
+            else:
+                col = table.column(field.name)
+                cols.append(col if col.type == field.type else col.cast(field.type))
+        numbered.tables.append(pa.Table.from_arrays(cols, schema=schema))
+        numbered.index_stats.append(stats_from_json(_index_stats(index_cols)))
+        if numbered.reasoning is not None:
+            numbered.reasoning += table.column("reasoning").to_pylist()
+        numbered.rows.append(
+            {
+                "episode_index": ep_idx,
+                "tasks": list(dict.fromkeys(task_texts)),
+                "length": n,
+                "dataset_from_index": start,
+                "dataset_to_index": start + n,
+            }
+        )
+        start += n
+    return numbered
+
+
+def write_data_files(
+    root: Path,
+    numbered: NumberedEpisodes,
+    sizes_mb: list[float],
+    chunks_size: int,
+    data_mb: float,
+    progress: bool,
+) -> None:
+    """data/ parquet files of whole episodes, a new file when the size limit would be reached;
+    each episode row learns its file."""
+    from tqdm.auto import tqdm
+
+    cursor = _FileCursor(chunks_size)
+    bar = tqdm(total=len(numbered.tables), desc="data files", disable=not progress)
+    for g, group in enumerate(_group_by_size(sizes_mb, data_mb)):
+        if g:
+            cursor.advance()
+        path = root / DATA_PATH.format(chunk_index=cursor.chunk, file_index=cursor.file)
+        write_parquet(pa.concat_tables([numbered.tables[i] for i in group]), path)
+        for i in group:
+            numbered.rows[i]["data/chunk_index"] = cursor.chunk
+            numbered.rows[i]["data/file_index"] = cursor.file
+            bar.update(1)
+    bar.close()
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    """The dataset-wide facts info.json records besides the features."""
+
+    fps: int
+    robot_type: str | None
+    splits: dict[str, str]
+    chunks_size: int
+    data_files_size_in_mb: float
+    video_files_size_in_mb: float
+
+
+def write_metadata(
+    root: Path,
+    numbered: NumberedEpisodes,
+    extras: list[dict[str, Any]],
+    feature_stats: list[dict[str, dict[str, np.ndarray]]],
+    features: dict[str, Feature],
+    info_features: dict[str, dict[str, Any]],
+    layout: DatasetLayout,
+) -> None:
+    """meta/: episodes (rows with extras and flattened per-episode stats), tasks, subtasks,
+    reasoning, info.json and stats.json (per-episode stats aggregated, numeric quantiles exact).
+    Data and video files must be written first: the rows carry their locations."""
+    per_episode_stats = [
+        {**stats, **index} for stats, index in zip(feature_stats, numbered.index_stats, strict=True)
+    ]
+    extra_keys = sorted({k for extra in extras for k in extra})
+    for row, extra, ep_stats in zip(numbered.rows, extras, per_episode_stats, strict=True):
+        for k in extra_keys:
+            row[k] = extra.get(k)
+        for feat in info_features:
+            if feat in ep_stats:
+                for stat, value in stats_to_json({feat: ep_stats[feat]})[feat].items():
+                    row[f"stats/{feat}/{stat}"] = value
+    _write_episodes(
+        root, numbered.rows, extra_keys, layout.chunks_size, layout.data_files_size_in_mb
+    )
+    write_parquet(indexed_strings_table(numbered.tasks, "task", "task_index"), root / TASKS_PATH)
+    if numbered.subtasks is not None:
+        table = indexed_strings_table(numbered.subtasks, "subtask", SUBTASK_INDEX)
         write_parquet(table, root / SUBTASKS_PATH)
-    if staged[0].get("has_reasoning"):  # all or none (checked in consolidate)
-        texts = [t for table in frame_texts for t in table]
+    if numbered.reasoning is not None:
+        texts = numbered.reasoning
         reasoning = pa.table(
             {"index": pa.array(np.arange(len(texts), dtype=np.int64)), "reasoning": texts}
         )
         write_parquet(reasoning, root / REASONING_PATH)
-
+    has_video = any(ft.dtype == "video" for ft in features.values())
     info = {
         "codebase_version": CODEBASE_VERSION,
-        "robot_type": robot_type,
-        "total_episodes": len(staged),
-        "total_frames": total_frames,
-        "total_tasks": len(task_ids),
-        "chunks_size": chunks_size,
-        "data_files_size_in_mb": data_mb,
-        "video_files_size_in_mb": video_mb,
-        "fps": fps,
-        "splits": split_ranges,
+        "robot_type": layout.robot_type,
+        "total_episodes": len(numbered.rows),
+        "total_frames": sum(row["length"] for row in numbered.rows),
+        "total_tasks": len(numbered.tasks),
+        "chunks_size": layout.chunks_size,
+        "data_files_size_in_mb": layout.data_files_size_in_mb,
+        "video_files_size_in_mb": layout.video_files_size_in_mb,
+        "fps": layout.fps,
+        "splits": layout.splits,
         "data_path": DATA_PATH,
-        "video_path": VIDEO_PATH if video_keys else None,
+        "video_path": VIDEO_PATH if has_video else None,
         "features": info_features,
     }
     write_json(info, root / INFO_PATH)
     dataset_stats = aggregate_stats(per_episode_stats)
-    _exact_numeric_quantiles(dataset_stats, frame_tables, features)
+    _exact_numeric_quantiles(dataset_stats, numbered.tables, features)
     write_json(stats_to_json(dataset_stats), root / STATS_PATH)
 
 
