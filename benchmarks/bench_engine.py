@@ -77,12 +77,13 @@ def run(
     resolved = gen.validate(cfg)
     gen._check_resume(stage, cfg)
     plan = gen.plan_episodes(cfg.seed, resolved, cfg.split_of_counts())
-    plan.sort(key=lambda s: (s.env_name, s.number))
+    shards = gen.ShardAssembler(cfg, stage, plan, set())
     start = time.perf_counter()
-    gen._run_workers(cfg, stage, plan, already=0, total=len(plan))
+    # recording includes assembling each shard as it completes (in the driver, as generate does)
+    gen._run_workers(cfg, stage, gen.recording_order(plan), 0, len(plan), shards.episode_staged)
     record_s = time.perf_counter() - start
     start = time.perf_counter()
-    gen._finalize(cfg, stage, gen.plan_episodes(cfg.seed, resolved, cfg.split_of_counts()))
+    gen._finalize(cfg, stage, plan, shards)
     finalize_s = time.perf_counter() - start
     from embodia.data.lerobot_v3.reader import LeRobotV3Dataset
 

@@ -202,9 +202,8 @@ def test_grounding_answers_match_the_segmentation_render():
         recorder.close()
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path, dataset, monkeypatch):
-    out = tmp_path / "ds"
-    cfg = GenerateConfig(output=out, **SMALL)
+def _interrupt_at_fourth_episode(cfg: GenerateConfig, monkeypatch) -> None:
+    """Run ``cfg`` until Ctrl-C arrives as the fourth episode starts (one worker, in order)."""
     real = gen.record_and_stage
     calls = {"n": 0}
 
@@ -214,14 +213,20 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, dataset, monkeypat
             raise KeyboardInterrupt
         return real(spec)
 
-    monkeypatch.setattr(gen, "record_and_stage", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        gen.generate(cfg)
+    with monkeypatch.context() as patch:
+        patch.setattr(gen, "record_and_stage", flaky)
+        with pytest.raises(KeyboardInterrupt):
+            gen.generate(cfg)
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, dataset, monkeypatch):
+    out = tmp_path / "ds"
+    cfg = GenerateConfig(output=out, **SMALL)
+    _interrupt_at_fourth_episode(cfg, monkeypatch)
     assert not out.exists(), "nothing may appear at the output before the run is complete"
     from embodia.data.lerobot_v3.writer import staged_episode_keys
 
     assert len(staged_episode_keys(gen.staging_dir(cfg) / "episodes")) == 3
-    monkeypatch.setattr(gen, "record_and_stage", real)
     gen.generate(cfg)
     assert not gen.staging_dir(cfg).exists()
     assert tree_digest(out) == tree_digest(dataset)
@@ -321,3 +326,37 @@ def test_killed_multiworker_run_resumes_to_the_same_result(tmp_path, dataset):
     assert 2 <= len(staged_episode_keys(stage)) < 6
     subprocess.run(args, check=True, capture_output=True)
     assert tree_digest(out) == tree_digest(dataset)
+
+
+def test_shards_change_the_files_not_the_content(tmp_path, dataset, monkeypatch):
+    """Two episodes per shard: three shards assembled while recording, merged at the end. The
+    episodes, texts, statistics and conversations are those of the one-shard dataset; each shard
+    keeps its own video file. An interrupted sharded run with another worker count resumes to
+    the same bytes (shards are cut by plan position, never by worker)."""
+    from embodia.data.lerobot_v3 import LeRobotV3Dataset
+
+    sharded = tmp_path / "sharded"
+    gen.generate(GenerateConfig(output=sharded, **{**SMALL, "shard_episodes": 2, "workers": 2}))
+    ours, one = LeRobotV3Dataset(sharded), LeRobotV3Dataset(dataset)
+    assert ours.num_episodes == one.num_episodes == 6
+    for ep in range(one.num_episodes):
+        a, b = ours.load_episode(ep), one.load_episode(ep)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert np.array_equal(np.asarray(a[key]), np.asarray(b[key])), (ep, key)
+    for rel in ("meta/stats.json", "meta/tasks.parquet", "conversations/train.jsonl"):
+        assert (sharded / rel).read_bytes() == (dataset / rel).read_bytes(), rel
+    videos = sorted((sharded / "videos" / "observation.images.corner").rglob("*.mp4"))
+    assert len(videos) == 3 and len(list((dataset / "videos").rglob("*.mp4"))) == 2
+
+    resumed = tmp_path / "resumed"
+    cfg = GenerateConfig(output=resumed, **{**SMALL, "shard_episodes": 2, "workers": 1})
+    _interrupt_at_fourth_episode(cfg, monkeypatch)
+    stage = gen.staging_dir(cfg)
+    # recorded task by task (splits by name): pick-place test and train (shard 0), then val
+    from embodia.data.lerobot_v3.writer import staged_episode_keys
+
+    assert sorted(p.name for p in (stage / "shards").iterdir()) == ["shard-00000"]
+    assert staged_episode_keys(stage / "episodes") == ["val-pick-place-v3-00000"]
+    gen.generate(cfg)
+    assert tree_digest(resumed) == tree_digest(sharded)

@@ -2,9 +2,16 @@
 
 Work happens in ``<output>.partial/``: each worker records an episode and commits it there with a
 rename (conversations first, then the episode, whose presence marks it done), so an interrupt leaves
-only whole episodes. Running the same command again skips what is committed. When every episode is
-in, the LeRobot v3 dataset and the conversation files are assembled in a temporary directory and
-renamed to ``<output>`` in one step; nothing half-written ever appears at ``<output>``.
+only whole episodes. Running the same command again skips what is committed.
+
+Episodes are grouped into shards by their place in the plan (``--shard-episodes`` consecutive
+episodes, whichever workers record them, so the grouping never depends on the number of workers
+or the backend). As soon as every episode of a shard is in, the driver assembles it into a small
+LeRobot v3 dataset under ``<output>.partial/shards/`` (its episode videos remuxed into one file
+per camera) while the workers record the next ones. When every shard is in, the shards are merged
+(:mod:`embodia.data.lerobot_v3.merge`: frames renumbered, statistics aggregated, videos moved, not
+rewritten) and the conversation files assembled, in a temporary directory renamed to ``<output>``
+in one step; nothing half-written ever appears at ``<output>``.
 
 Output layout::
 
@@ -24,8 +31,9 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -36,6 +44,9 @@ from embodia.data.engine.scene import CONTROL_FPS
 from embodia.data.engine.splits import EpisodeSpec, check_disjoint, plan_episodes
 from embodia.data.engine.tasks import instructions, resolve_tasks
 from embodia.utils.fs import atomic_dir, atomic_write_text, replace_dir
+
+if TYPE_CHECKING:
+    from embodia.data.lerobot_v3.merge import MergePlan
 
 ROBOT_TYPE = "sawyer"
 KNOWN_CAMERAS = (
@@ -74,8 +85,10 @@ def validate(cfg: GenerateConfig) -> list[str]:
         raise GenerateError(
             f"--episodes-per-task: need non-negative counts, not all zero: {cfg.episodes_per_task}"
         )
-    if cfg.workers < 1 or cfg.qa_every < 1 or cfg.max_steps < 1:
-        raise GenerateError("--workers, --qa-every and --max-steps must be at least 1")
+    if min(cfg.workers, cfg.qa_every, cfg.max_steps, cfg.shard_episodes) < 1:
+        raise GenerateError(
+            "--workers, --qa-every, --max-steps and --shard-episodes must be at least 1"
+        )
     for task in tasks:
         try:
             instructions(task, cfg.held_out_instructions)
@@ -101,9 +114,9 @@ def staging_dir(cfg: GenerateConfig) -> Path:
     return out.with_name(out.name + ".partial")
 
 
-#: Bumped when the engine writes something new for the same settings (2: per-frame reasoning),
-#: so a dataset from an older engine is regenerated rather than reused.
-ENGINE_FORMAT = 2
+#: Bumped when the engine writes something new for the same settings (2: per-frame reasoning,
+#: 3: assembled from shards), so a dataset from an older engine is regenerated rather than reused.
+ENGINE_FORMAT = 3
 
 
 def _config_fingerprint(cfg: GenerateConfig) -> dict[str, Any]:
@@ -260,17 +273,116 @@ def generate(cfg: GenerateConfig) -> Path:
     stage = staging_dir(cfg)
     _check_resume(stage, cfg)
     plan = plan_episodes(cfg.seed, tasks, cfg.split_of_counts())
-    done = set(staged_episode_keys(stage / "episodes")) if (stage / "episodes").exists() else set()
-    todo = [spec for spec in plan if spec.key not in done]
-    # Group by task so each worker reuses its simulator instead of reloading the scene.
-    todo.sort(key=lambda s: (s.env_name, s.split, s.number))
-    _run_workers(cfg, stage, todo, already=len(plan) - len(todo), total=len(plan))
-    return _finalize(cfg, stage, plan)
+    staged = set(staged_episode_keys(stage / "episodes"))
+    shards = ShardAssembler(cfg, stage, plan, staged)
+    todo = [
+        spec
+        for spec in recording_order(plan)
+        if spec.key not in staged and spec.key not in shards.built_keys
+    ]
+    _run_workers(cfg, stage, todo, len(plan) - len(todo), len(plan), shards.episode_staged)
+    shards.assemble_ready()  # shards completed by an earlier, interrupted run
+    return _finalize(cfg, stage, plan, shards)
+
+
+def recording_order(plan: list[EpisodeSpec]) -> list[EpisodeSpec]:
+    """Task by task (each worker reuses its simulator instead of reloading the scene), then
+    split and number: the order episodes are handed out in, and the one shards are cut from."""
+    return sorted(plan, key=lambda s: (s.env_name, s.split, s.number))
+
+
+class ShardAssembler:
+    """Turns each shard (``cfg.shard_episodes`` consecutive episodes of the recording order)
+    into a LeRobot v3 dataset under ``<stage>/shards/`` once all its episodes are staged, then
+    drops them from the staging area. A shard directory appears whole (consolidate renames it
+    into place), so after an interrupt a shard is either built, with its episodes done, or not
+    built at all."""
+
+    def __init__(self, cfg: GenerateConfig, stage: Path, plan: list[EpisodeSpec], staged: set):
+        self.cfg, self.stage = cfg, stage
+        size, order = cfg.shard_episodes, recording_order(plan)
+        self.shards = [order[i : i + size] for i in range(0, len(order), size)]
+        self.shard_of = {spec.key: n for n, shard in enumerate(self.shards) for spec in shard}
+        self.built = {n for n in range(len(self.shards)) if self._path(n).is_dir()}
+        self.built_keys = {spec.key for n in self.built for spec in self.shards[n]}
+        for key in staged & self.built_keys:  # interrupted between a build and its clean-up
+            shutil.rmtree(stage / "episodes" / key, ignore_errors=True)
+        self.missing = [
+            {s.key for s in shard} - staged if n not in self.built else set()
+            for n, shard in enumerate(self.shards)
+        ]
+
+    def _path(self, n: int) -> Path:
+        return self.stage / "shards" / f"shard-{n:05d}"
+
+    def episode_staged(self, key: str) -> None:
+        n = self.shard_of[key]
+        self.missing[n].discard(key)
+        if not self.missing[n] and n not in self.built:
+            self._assemble(n)
+
+    def assemble_ready(self) -> None:
+        for n, missing in enumerate(self.missing):
+            if not missing and n not in self.built:
+                self._assemble(n)
+
+    def _assemble(self, n: int) -> None:
+        from embodia.data.engine.episode import episode_features
+        from embodia.data.lerobot_v3.writer import consolidate
+
+        keys = [spec.key for spec in self.shards[n]]
+        consolidate(
+            self.stage / "episodes",
+            self._path(n),
+            episode_features(self.cfg),
+            fps=CONTROL_FPS,
+            robot_type=ROBOT_TYPE,
+            episode_order=keys,
+            splits=self._splits(n),
+            progress=False,
+        )
+        self.built.add(n)
+        for key in keys:
+            shutil.rmtree(self.stage / "episodes" / key, ignore_errors=True)
+
+    def _splits(self, n: int) -> dict[str, list[str]]:
+        """The shard's episodes by split, splits in the dataset's order (so is the shard's)."""
+        by_split = {s: [spec.key for spec in self.shards[n] if spec.split == s] for s in SPLITS}
+        return {s: keys for s, keys in by_split.items() if keys}
+
+    def merge_plan(self, plan: list[EpisodeSpec]) -> MergePlan:
+        """The final dataset in plan order (split, then task as given, then number), located
+        in the shards: episode i of a shard is the i-th of its split-ordered keys."""
+        from embodia.data.lerobot_v3.merge import MergedEpisode, MergePlan
+
+        where = {}
+        for n in range(len(self.shards)):
+            keys = [k for ks in self._splits(n).values() for k in ks]
+            where.update({key: MergedEpisode(n, i) for i, key in enumerate(keys)})
+        ranges, start = {}, 0
+        for split in SPLITS:
+            count = sum(spec.split == split for spec in plan)
+            if count:
+                ranges[split] = f"{start}:{start + count}"
+            start += count
+        return MergePlan([where[spec.key] for spec in plan], ranges)
+
+    def paths(self) -> list[Path]:
+        unbuilt = [n for n in range(len(self.shards)) if n not in self.built]
+        if unbuilt:
+            raise GenerateError(f"shard {unbuilt[0]} was never assembled: episodes are missing")
+        return [self._path(n) for n in range(len(self.shards))]
 
 
 def _run_workers(
-    cfg: GenerateConfig, stage: Path, todo: list[EpisodeSpec], already: int, total: int
+    cfg: GenerateConfig,
+    stage: Path,
+    todo: list[EpisodeSpec],
+    already: int,
+    total: int,
+    on_staged: Callable[[str], None],
 ) -> None:
+    """Record ``todo``; ``on_staged(key)`` runs here, in the driver, as each episode is in."""
     if not todo:
         return
     bar = tqdm(total=total, initial=already, unit="ep", desc="episodes", disable=not cfg.progress)
@@ -278,6 +390,7 @@ def _run_workers(
 
     def advance(result: tuple[str, int, float]) -> None:
         nonlocal frames
+        on_staged(result[0])
         frames += result[1]
         bar.update(1)
         bar.set_postfix(frames=frames, fps=f"{frames / (time.perf_counter() - start):.1f}")
@@ -329,25 +442,24 @@ def _run_ray(cfg: GenerateConfig, stage: Path, todo: list[EpisodeSpec], advance)
         raise
 
 
-def _finalize(cfg: GenerateConfig, stage: Path, plan: list[EpisodeSpec]) -> Path:
-    from embodia.data.engine.episode import episode_features
+def _finalize(
+    cfg: GenerateConfig, stage: Path, plan: list[EpisodeSpec], shards: ShardAssembler
+) -> Path:
+    from embodia.data.lerobot_v3.merge import merge_into
     from embodia.data.lerobot_v3.reader import LeRobotV3Dataset
-    from embodia.data.lerobot_v3.writer import consolidate
 
     out = Path(cfg.output)
     assembled = stage / "assembled"
     if assembled.exists():
         shutil.rmtree(assembled)
-    splits = {s: [p.key for p in plan if p.split == s] for s in SPLITS}
-    consolidate(
-        stage / "episodes",
+    assembled.mkdir()
+    merge_into(
+        shards.paths(),
         assembled,
-        episode_features(cfg),
-        fps=CONTROL_FPS,
-        robot_type=ROBOT_TYPE,
-        episode_order=[p.key for p in plan],
-        splits={k: v for k, v in splits.items() if v},
-        progress=cfg.progress,
+        cfg.progress,
+        plan=shards.merge_plan(plan),
+        move_videos=True,
+        provenance=False,
     )
     dataset = LeRobotV3Dataset(assembled)
     check_disjoint(

@@ -24,6 +24,7 @@ reasoning sidecar follows the frames. Each merged episode row records where it c
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,24 +72,44 @@ class MergedEpisode:
     source_episode: int
 
 
+@dataclass(frozen=True)
+class MergePlan:
+    """The merged dataset's episodes in order, and its splits as "start:end" ranges of them."""
+
+    episodes: list[MergedEpisode]
+    splits: dict[str, str]
+
+
 def merge_into(
     sources: list[Path],
     root: Path,
     progress: bool = True,
     *,
+    plan: MergePlan | None = None,
+    move_videos: bool = False,
+    provenance: bool = True,
     chunks_size: int | None = None,
     data_files_size_in_mb: float | None = None,
     video_files_size_in_mb: float | None = None,
 ) -> list[MergedEpisode]:
     """Write the merge of ``sources`` into the empty directory ``root``; returns the merged
-    episodes in order. File size limits default to the first source's."""
+    episodes in order. File size limits default to the first source's.
+
+    ``plan`` fixes the order and splits (every source episode exactly once); by default
+    :func:`merged_order`: split by split, source by source.
+
+    ``move_videos`` moves the sources' video files instead of copying them (the sources are then
+    incomplete: for staging shards that are deleted afterwards). ``provenance=False`` leaves out
+    the ``merge_source*`` columns and meta/merge.json (when the sources are internal shards)."""
     from tqdm.auto import tqdm
 
     paths = [Path(p) for p in sources]
     datasets = [LeRobotV3Dataset(p) for p in paths]
     first = datasets[0]
     has_subtasks = _check_compatible(paths, datasets)
-    order, split_ranges = merged_order(paths, datasets)
+    plan = plan or merged_order(paths, datasets)
+    _check_plan(plan, paths, datasets)
+    order, split_ranges = plan.episodes, plan.splits
     layout = DatasetLayout(
         fps=first.fps,
         robot_type=first.info.get("robot_type"),
@@ -118,12 +139,16 @@ def merge_into(
     write_data_files(
         root, numbered, sizes, layout.chunks_size, layout.data_files_size_in_mb, progress
     )
-    _copy_videos(root, paths, datasets, order, numbered.rows, layout.chunks_size, progress)
+    _place_videos(
+        root, paths, datasets, order, numbered.rows, layout.chunks_size, move_videos, progress
+    )
 
     source_stats = [_episode_stats(ds, paths[i]) for i, ds in enumerate(datasets)]
     feature_stats = [source_stats[m.source][m.source_episode] for m in order]
-    extras = [_extras(datasets[m.source].episodes[m.source_episode], m) for m in order]
+    extras = [_extras(datasets[m.source].episodes[m.source_episode], m, provenance) for m in order]
     write_metadata(root, numbered, extras, feature_stats, first.features, info_features, layout)
+    if not provenance:
+        return order
     write_json(
         {
             "sources": [
@@ -136,9 +161,7 @@ def merge_into(
     return order
 
 
-def merged_order(
-    paths: list[Path], datasets: list[LeRobotV3Dataset]
-) -> tuple[list[MergedEpisode], dict[str, str]]:
+def merged_order(paths: list[Path], datasets: list[LeRobotV3Dataset]) -> MergePlan:
     """Split by split (in order of first appearance), each split's episodes source by source;
     episodes in no split last. Returns the order and the merged "start:end" split ranges."""
     names: list[str] = []
@@ -172,7 +195,18 @@ def merged_order(
             order += [MergedEpisode(s, ep) for ep in by_split.get(name, [])]
         if name:
             ranges[name] = f"{start}:{len(order)}"
-    return order, ranges
+    return MergePlan(order, ranges)
+
+
+def _check_plan(plan: MergePlan, paths: list[Path], datasets: list[LeRobotV3Dataset]) -> None:
+    want = {MergedEpisode(s, e) for s, ds in enumerate(datasets) for e in range(ds.num_episodes)}
+    if len(plan.episodes) != len(want) or set(plan.episodes) != want:
+        missing = sorted(want - set(plan.episodes), key=lambda m: (m.source, m.source_episode))
+        where = f"{paths[missing[0].source]} episode {missing[0].source_episode}" if missing else ""
+        raise MergeError(
+            f"merge plan must name every source episode exactly once "
+            f"({len(plan.episodes)} named, {len(want)} exist{'; missing ' + where if where else ''})"
+        )
 
 
 def _check_compatible(paths: list[Path], datasets: list[LeRobotV3Dataset]) -> bool:
@@ -226,17 +260,19 @@ def _texts_instead_of_indices(ds: LeRobotV3Dataset, episode: int) -> pa.Table:
     return out
 
 
-def _copy_videos(
+def _place_videos(
     root: Path,
     paths: list[Path],
     datasets: list[LeRobotV3Dataset],
     order: list[MergedEpisode],
     rows: list[dict[str, Any]],
     chunks_size: int,
+    move: bool,
     progress: bool,
 ) -> None:
-    """Copy every source video file under the next free file number (source by source, file
-    by file) and point the merged episode rows at them; timestamps inside a file are unchanged."""
+    """Copy (or move) every source video file under the next free file number (source by
+    source, file by file) and point the merged episode rows at them; timestamps inside a file
+    are unchanged."""
     from tqdm.auto import tqdm
 
     video_keys = [k for k, ft in datasets[0].features.items() if ft.dtype == "video"]
@@ -276,13 +312,16 @@ def _copy_videos(
             row[f"videos/{key}/from_timestamp"] = start
             row[f"videos/{key}/to_timestamp"] = float(end)
     total = sum(src.stat().st_size for src, _ in jobs)
-    with tqdm(
-        total=total, desc="copy videos", unit="B", unit_scale=True, disable=not progress
-    ) as bar:
+    desc = "move videos" if move else "copy videos"
+    with tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=not progress) as bar:
         for src, dst in jobs:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
-            bar.update(src.stat().st_size)
+            size = src.stat().st_size
+            if move:
+                os.replace(src, dst)
+            else:
+                shutil.copyfile(src, dst)
+            bar.update(size)
 
 
 def _episode_stats(ds: LeRobotV3Dataset, path: Path) -> list[dict[str, dict[str, np.ndarray]]]:
@@ -304,15 +343,16 @@ def _episode_stats(ds: LeRobotV3Dataset, path: Path) -> list[dict[str, dict[str,
     return out
 
 
-def _extras(row: dict[str, Any], m: MergedEpisode) -> dict[str, Any]:
+def _extras(row: dict[str, Any], m: MergedEpisode, provenance: bool) -> dict[str, Any]:
     """A source episode's own columns (env_name, success, ...), plus where it came from."""
     extra = {
         k: v
         for k, v in row.items()
         if k not in _RESERVED_EXTRAS and not k.startswith(_RESERVED_EXTRA_PREFIXES)
     }
-    extra.update(zip(_PROVENANCE, (m.source, m.source_episode), strict=True))
+    if provenance:
+        extra.update(zip(_PROVENANCE, (m.source, m.source_episode), strict=True))
     return extra
 
 
-__all__ = ["MERGE_PATH", "MergeError", "MergedEpisode", "merge_into", "merged_order"]
+__all__ = ["MERGE_PATH", "MergeError", "MergePlan", "MergedEpisode", "merge_into", "merged_order"]
