@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from small_dataset import generate_small
 
-from embodia.configs.data import GenerateConfig
 from embodia.configs.serve import ExportConfig
 from embodia.configs.train import TrainConfig
-from embodia.data.engine.generate import generate
 from embodia.export import export
 from embodia.models.embodied import EmbodiedModel
 from embodia.models.lora import ADAPTER_DIR, is_adapter, lora_layers
@@ -44,19 +43,7 @@ def qwen_dir(tmp_path_factory, request) -> Path:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "ds"
-    generate(
-        GenerateConfig(
-            output=out,
-            tasks=("reach",),
-            episodes_per_task=(2, 0, 0),
-            image_size=64,
-            max_steps=20,
-            qa_every=10,
-            workers=1,
-            progress=False,
-        )
-    )
-    return out
+    return generate_small(out, tasks=("reach",), episodes_per_task=(2, 0, 0), max_steps=20)
 
 
 def _train(init, dataset, tmp_path, stages, output="run", **kw) -> Path:

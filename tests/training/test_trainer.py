@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from small_dataset import generate_small
 
-from embodia.configs.data import GenerateConfig
 from embodia.configs.train import TrainConfig
-from embodia.data.engine.generate import generate
 from embodia.models.embodied import EmbodiedModel
 from embodia.training import state as ckpt
 from embodia.training.groups import resolve
@@ -27,20 +26,7 @@ from embodia.training.trainer import TrainingError, train
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "ds"
-    generate(
-        GenerateConfig(
-            output=out,
-            tasks=("reach", "pick-place"),
-            episodes_per_task=(2, 1, 0),
-            image_size=64,
-            max_steps=30,
-            qa_every=10,
-            workers=1,
-            progress=False,
-        )
-    )
-    return out
+    return generate_small(tmp_path_factory.mktemp("data") / "ds")
 
 
 @pytest.fixture(scope="module")

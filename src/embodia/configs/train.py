@@ -351,6 +351,17 @@ class TrainConfig:
     frame_cache: Path | None = None
     """Where decoded frames are cached (shared by runs and loader workers); default
     ``$EMBODIA_CACHE/frames``, else ``~/.cache/embodia/frames``."""
+    stream_shard_episodes: int = 0
+    """0: each episodes dataset's split is decoded into one frame cache before training (the
+    fastest path; it needs the disk of the whole split at the model's resolution). N > 0:
+    stream: the split is cut into shards of N episodes, each process trains on a window of
+    --stream-window of its own shards at a time (shards dealt to the processes afresh every
+    epoch, by --seed), caching shards as it reaches them (see embodia.training.streaming)."""
+    stream_window: int = 4
+    """Streaming: shards a process samples from at a time."""
+    frame_cache_budget_gb: float = 20.0
+    """Streaming: disk a process's shard caches may use before the least recently used are
+    deleted (at least two windows' worth)."""
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     log_every: int = 10

@@ -110,6 +110,12 @@ class FrameCache:
         self.subtasks: list[str] | None = self.manifest["subtasks"]
         self._arrays: dict[str, np.ndarray] = {}
 
+    def array_names(self) -> list[str]:
+        """Every array of the entry (features, task and subtask indices)."""
+        m = self.manifest
+        extra = ["task_index", *(["subtask_index"] if m["subtasks"] is not None else [])]
+        return [*m["images"], *m["depths"], *m["vectors"], *extra]
+
     def array(self, name: str) -> np.ndarray:
         if name not in self._arrays:
             self._arrays[name] = np.load(self.directory / _file(name), mmap_mode="r")

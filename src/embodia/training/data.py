@@ -18,7 +18,7 @@ from PIL import Image
 
 from embodia.configs.train import DatasetSpec, StageConfig
 from embodia.data.conversations import ConversationFormatError, read_conversations
-from embodia.data.frame_cache import CacheRequest, open_frame_cache
+from embodia.data.frame_cache import CacheRequest, FrameCache, open_frame_cache
 from embodia.data.images import random_shift, resize_depth, resize_rgb
 from embodia.data.lerobot_v3.reader import LeRobotV3Dataset
 from embodia.data.normalize import QuantileNormalizer
@@ -26,6 +26,13 @@ from embodia.models.action_space import Embodiment, EmbodimentError, load_embodi
 from embodia.models.flow import sample_time
 from embodia.models.noise import SEED_KEY
 from embodia.models.sequence import DropConfig, EmbodiedSample, SequenceBuilder, collate
+from embodia.training.streaming import (
+    Position,
+    ShardCaches,
+    ShardSchedule,
+    StreamConfig,
+    cut_shards,
+)
 
 
 class DataError(ValueError):
@@ -53,9 +60,11 @@ class EpisodeSource:
         with_depth: bool = False,
         cache_root: Path | None = None,
         progress: bool = True,
+        stream: StreamConfig | None = None,
     ):
         self.spec = spec
         self.name = spec.label
+        self.stream = stream
         self.horizon = horizon
         self.image_size = image_size
         self.cache_root, self.progress = cache_root, progress
@@ -127,6 +136,9 @@ class EpisodeSource:
             (ep, t) for ep in episodes for t in range(int(self.ds.episodes[ep]["length"]))
         ]
         self.frames = None  # opened by open_frames(), once every source has been checked
+        self.shards: list[tuple[int, ...]] = []  # streaming: see embodia.training.streaming
+        self.shard_index: list[list[tuple[int, int]]] = []
+        self.caches: ShardCaches | None = None
 
     def _camera_names(self, spec: DatasetSpec) -> list[str]:
         """What a trained policy calls each camera (``policy.json``, requests, metadata)."""
@@ -168,27 +180,74 @@ class EpisodeSource:
         keys = [c.replace("observation.images.", "observation.depth.", 1) for c in self.cameras]
         return keys if all(k in feats for k in keys) else None
 
-    def open_frames(self) -> None:
-        """Open the shared frame cache (building it with a progress bar on first use)."""
+    def _request(self, episodes: tuple[int, ...]) -> CacheRequest:
         spec = self.spec
-        request = CacheRequest(
+        return CacheRequest(
             Path(spec.path),
-            tuple(self.episodes),
+            episodes,
             tuple(self.cameras),
             tuple(self.depth_keys or ()),
             (spec.state_key, spec.action_key),
             self.image_size,
         )
+
+    def open_frames(self) -> None:
+        """Open the shared frame cache (building it with a progress bar on first use); when
+        streaming, cut the split into shards whose caches open as training reaches them."""
+        if self.stream is not None:
+            self._open_shards(self.stream)
+            return
+        request = self._request(tuple(self.episodes))
         try:
             self.frames = open_frame_cache(self.ds, request, self.cache_root, self.progress)
         except ValueError as exc:
             raise DataError(str(exc)) from exc
+
+    def _open_shards(self, stream: StreamConfig) -> None:
+        self.shards = cut_shards(self.episodes, stream.shard_episodes)
+        lengths = {ep: int(self.ds.episodes[ep]["length"]) for ep in self.episodes}
+        self.shard_index = [
+            [(ep, t) for ep in shard for t in range(lengths[ep])] for shard in self.shards
+        ]
+        s = self.image_size
+        vector_dims = sum(
+            int(np.prod(self.ds.features[k].shape or (1,)))
+            for k in (self.spec.state_key, self.spec.action_key)
+        )
+        per_frame = (
+            len(self.cameras) * s * s * 3
+            + len(self.depth_keys or ()) * s * s * 2
+            + 4 * vector_dims
+            + 8
+        )
+        largest = sorted((len(ix) * per_frame for ix in self.shard_index), reverse=True)
+        need = sum(largest[: 2 * stream.window])  # the current window and the next one
+        if need > stream.budget_gb * 2**30:
+            raise DataError(
+                f"dataset {self.spec.path}: --frame-cache-budget-gb {stream.budget_gb} holds less "
+                f"than two windows of {stream.window} shard(s) ({need / 2**30:.2f} GB at "
+                f"{s} px): raise it, or lower --stream-window or --stream-shard-episodes"
+            )
+
+        def open_shard(n: int) -> FrameCache:
+            try:
+                return open_frame_cache(
+                    self.ds, self._request(self.shards[n]), self.cache_root, False
+                )
+            except ValueError as exc:
+                raise DataError(str(exc)) from exc
+
+        self.caches = ShardCaches(open_shard, stream.budget_gb * 2**30)
 
     def __len__(self) -> int:
         return len(self.index)
 
     def actions(self, ep: int) -> np.ndarray:
         """One episode's actions in robot units (T, D)."""
+        if self.frames is None:  # streaming: read the column, no frame needs decoding
+            key = self.spec.action_key
+            values = self.ds.load_episode(ep, keys=[key])[key]
+            return np.asarray(values, dtype=np.float32).reshape(len(values), -1)
         rows = np.arange(self.frames.lengths[ep])
         return self.frames.vectors(self.spec.action_key, ep, rows)
 
@@ -199,7 +258,23 @@ class EpisodeSource:
 
     def get(self, i: int) -> dict:
         ep, t = self.index[i]
-        f = self.frames
+        return self._item(self.frames, ep, t)
+
+    def get_streamed(
+        self, shards: list[int], next_shards: list[int], rng: np.random.Generator
+    ) -> dict:
+        """A frame drawn uniformly from the window ``shards`` (one draw of ``rng``, as
+        :meth:`get`'s index is); the next window's caches start building in the background."""
+        assert self.caches is not None, "open_frames() first"
+        sizes = np.cumsum([len(self.shard_index[s]) for s in shards])
+        k = int(rng.integers(sizes[-1]))
+        j = int(np.searchsorted(sizes, k, side="right"))
+        ep, t = self.shard_index[shards[j]][k - (int(sizes[j - 1]) if j else 0)]
+        cache = self.caches.get(shards[j], protect={*shards, *next_shards})
+        self.caches.prefetch(next_shards)
+        return self._item(cache, ep, t)
+
+    def _item(self, f: FrameCache, ep: int, t: int) -> dict:
         n = f.lengths[ep]
         rows = np.minimum(np.arange(t, t + self.horizon), n - 1)  # pad by repeating the last action
         norm = self.normalizer
@@ -273,15 +348,19 @@ def build_sources(
     with_depth: bool = False,
     cache_root: Path | None = None,
     progress: bool = True,
+    stream: StreamConfig | None = None,
 ) -> list:
-    """Episodes datasets, plus their conversations/<split>.jsonl when the engine wrote one."""
+    """Episodes datasets, plus their conversations/<split>.jsonl when the engine wrote one;
+    ``stream`` streams every episodes dataset (:mod:`embodia.training.streaming`)."""
     sources: list = []
     for spec in specs:
         path = Path(spec.path)
         if spec.kind == "conversations":
             sources.append(ConversationSource(path, spec.label, image_size, with_depth))
             continue
-        sources.append(EpisodeSource(spec, horizon, image_size, with_depth, cache_root, progress))
+        sources.append(
+            EpisodeSource(spec, horizon, image_size, with_depth, cache_root, progress, stream)
+        )
         conv = path / "conversations" / f"{spec.split}.jsonl"
         if conv.exists():
             sources.append(ConversationSource(conv, f"{spec.label}/qa", image_size, with_depth))
@@ -339,6 +418,7 @@ class StageDataset(torch.utils.data.Dataset):
         length: int,
         fast_tokenizer,
         image_shift: int = 0,
+        position: Position | None = None,
     ):
         self.image_shift = image_shift
         self.mixture = mixture
@@ -346,6 +426,8 @@ class StageDataset(torch.utils.data.Dataset):
         self.stage_index = stage_index
         self.length = length
         self.fast = fast_tokenizer
+        self.position = position  # needed by streamed sources: which step and rank n is
+        self._schedules: dict[tuple[int, int], tuple[ShardSchedule, int]] = {}
 
     def __len__(self) -> int:
         return self.length
@@ -353,8 +435,15 @@ class StageDataset(torch.utils.data.Dataset):
     def __getitem__(self, n: int) -> tuple[EmbodiedSample, int]:
         rng = sample_rng(self.seed, self.stage_index, n)
         mix = self.mixture
-        src = mix.sources[rng.choice(len(mix.sources), p=mix.weights)]
-        item = src.get(int(rng.integers(len(src))))
+        which = int(rng.choice(len(mix.sources), p=mix.weights))
+        src = mix.sources[which]
+        if getattr(src, "stream", None) is not None:
+            step, rank = self.position.step_and_rank(n)
+            schedule, window_steps = self._schedule(which, rank)
+            window = step // window_steps
+            item = src.get_streamed(schedule.shards(window), schedule.shards(window + 1), rng)
+        else:
+            item = src.get(int(rng.integers(len(src))))
         sample_seed = int(rng.integers(2**31))
         if src.kind == "conversations":
             return EmbodiedSample(
@@ -390,6 +479,29 @@ class StageDataset(torch.utils.data.Dataset):
                 raise DataError("a stage asks for FAST actions but no FAST tokenizer is available")
             sample.fast_ids = self.fast.encode(item["chunk"])
         return sample, sample_seed
+
+    def _schedule(self, source: int, rank: int) -> tuple[ShardSchedule, int]:
+        """A streamed source's shard schedule for this stage and rank, and how many steps a
+        window lasts: until about as many of its samples as the window has frames are drawn."""
+        key = (source, rank)
+        if key not in self._schedules:
+            if self.position is None:
+                raise DataError("a streamed dataset needs the sample positions (trainer bug)")
+            src, pos = self.mixture.sources[source], self.position
+            stream = src.stream
+            schedule = ShardSchedule(
+                len(src.shards),
+                stream.window,
+                self.seed,
+                self.stage_index,
+                src.name,
+                rank,
+                pos.world,
+            )
+            per_step = pos.global_batch / pos.world * float(self.mixture.weights[source])
+            window_frames = stream.window * len(src) / len(src.shards)
+            self._schedules[key] = (schedule, max(1, int(np.ceil(window_frames / per_step))))
+        return self._schedules[key]
 
 
 class Collator:

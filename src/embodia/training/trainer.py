@@ -46,10 +46,11 @@ from embodia.training.data import (
     build_sources,
 )
 from embodia.training.groups import UnknownGroupError, resolve, set_trainable
+from embodia.training.streaming import Position, StreamConfig, StreamError
 
 LOSS_TERMS = ("loss", "text", "fast", "flow", "depth")
 #: Settings that may change between a run and its --resume: they do not change what is computed.
-RESUME_FREE = ("resume", "progress", "workers", "frame_cache")
+RESUME_FREE = ("resume", "progress", "workers", "frame_cache", "frame_cache_budget_gb")
 
 
 class TrainingError(ValueError):
@@ -201,6 +202,15 @@ def _check_stage(model: EmbodiedModel, stage: StageConfig, mixture: Mixture, fas
             )
 
 
+def _stream_config(cfg: TrainConfig) -> StreamConfig | None:
+    if not cfg.stream_shard_episodes:
+        return None
+    try:
+        return StreamConfig(cfg.stream_shard_episodes, cfg.stream_window, cfg.frame_cache_budget_gb)
+    except StreamError as exc:
+        raise TrainingError(str(exc)) from exc
+
+
 def _fit_fast(source: EpisodeSource, horizon: int, vocab: int):
     from embodia.models.fast_fit import episode_chunks
     from embodia.models.fast_tokenizer import FastActionTokenizer
@@ -286,11 +296,13 @@ class Trainer:
             st = ckpt.load_trainer_state(resume_from)
             old = {k: v for k, v in st.run_config.items() if k not in RESUME_FREE}
             new = {k: v for k, v in _json_config(cfg).items() if k not in RESUME_FREE}
-            diff = [k for k in new if old.get(k) != new[k]]
+            # a setting added since the run was made counts as its default there
+            default = _json_config(TrainConfig())
+            diff = [k for k in new if old.get(k, default.get(k)) != new[k]]
             if diff:
                 raise TrainingError(
                     f"--resume: setting {diff[0]!r} differs from the run in {self.run} "
-                    f"({old.get(diff[0])!r} there, {new[diff[0]]!r} now)"
+                    f"({old.get(diff[0], default.get(diff[0]))!r} there, {new[diff[0]]!r} now)"
                 )
             self.start = (st.stage_index, st.stage_step, st.global_step)
         elif ckpt.latest_checkpoint(self.run) is not None:
@@ -324,6 +336,7 @@ class Trainer:
                 with_depth,
                 cfg.frame_cache,
                 cfg.progress and self.acc.is_main_process,
+                _stream_config(cfg),
             )
         except (DataError, KeyError) as exc:
             raise TrainingError(str(exc).strip('"')) from exc
@@ -417,6 +430,7 @@ class Trainer:
             2**62,
             model.fast_tokenizer,
             stage.image_shift,
+            Position(micro, acc.num_processes),
         )
         collator = Collator(
             model.builder,
