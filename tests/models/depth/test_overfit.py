@@ -55,7 +55,11 @@ def test_tiny_model_overfits_engine_depth(engine_frames, tmp_path):
     ]
     batch = model.collate(samples)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    for _ in range(300):  # the model's own objective: text + 0.1 x depth
+    # the model's own objective: text + 0.1 x depth. 500 steps, not 300: at 300 the result
+    # depends on the machine's float kernels (AbsRel 0.223 on an AVX-512 EPYC, failing the
+    # 0.6 x baseline bar, where it passed elsewhere); at 500 it is 0.127 with AVX-512
+    # kernels and 0.160 with ATEN_CPU_CAPABILITY=avx2, both well inside the bar
+    for _ in range(500):
         loss = model.compute_loss(batch)["loss"]
         opt.zero_grad()
         loss.backward()
