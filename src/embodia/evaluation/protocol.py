@@ -76,7 +76,28 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     out["embodia_git"] = _git_commit()
+    out.update(_cpu())
     return out
+
+
+def _cpu() -> dict[str, str | None]:
+    """The CPU and the kernels torch picks for it: float results of training (not of a seeded
+    evaluation, which repeats exactly) differ between CPU types, e.g. AVX-512 and AVX2 kernels."""
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        model = platform.processor() or None
+    try:
+        import torch
+
+        capability = torch.backends.cpu.get_cpu_capability()
+    except (ImportError, AttributeError):
+        capability = None
+    return {"cpu": model, "torch_cpu_capability": capability}
 
 
 def _git_commit() -> str | None:

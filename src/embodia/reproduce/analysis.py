@@ -288,6 +288,7 @@ def analyse(
         "protocol": _protocol(recipe, data, records),
         "versions": {k: v for k, v in package_versions().items() if k != "embodia_git"},
         "commits": sorted({r.get("commit") or "unknown" for r in records}),
+        "machines": sorted({r.get("machine") or "unknown" for r in records}),
         "arms": arms,
         "claims": [evaluate_claim(c, by_arm) for c in recipe.claims],
     }

@@ -252,7 +252,8 @@ def write_report(recipe: ReproduceRecipe, results: dict[str, Any], out: Path) ->
         recipe.description,
         "",
         f"Budget `{recipe.budget}`; {len(recipe.arms)} arms x {len(seeds)} training seed(s) "
-        f"({', '.join(map(str, seeds))}); commits {', '.join(results['commits'])}.",
+        f"({', '.join(map(str, seeds))}); commits {', '.join(results['commits'])}; trained on "
+        f"{', '.join(results.get('machines') or ['unknown'])}.",
         "",
         f"**Scale.** {recipe.scale}",
         "",

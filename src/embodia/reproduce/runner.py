@@ -314,7 +314,10 @@ def run_arm(
     }
     from embodia.evaluation.protocol import checkpoint_info, package_versions
 
-    record["commit"] = package_versions()["embodia_git"]
+    versions = package_versions()
+    record["commit"] = versions["embodia_git"]
+    # arms trained on different CPU types differ as different seeds do (float kernels)
+    record["machine"] = f"{versions['cpu']} ({versions['torch_cpu_capability']})"
     for stage, path in checkpoints.items():
         info = checkpoint_info(path)
         record["checkpoints"][stage] = {
