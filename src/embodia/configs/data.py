@@ -42,10 +42,11 @@ class GenerateConfig:
     """``--backend ray``: the cluster to join (``ray://head:10001``, ``auto``); None starts a
     local Ray instance."""
     shard_episodes: int = 100
-    """Episodes per shard: consecutive episodes of the plan (whichever workers record them)
-    are assembled into a small LeRobot v3 dataset as soon as all are in, while the workers go
-    on; the final step merges the shards, moving their videos instead of rewriting them. Sets
-    how many video files a dataset has (about one per shard and camera), not what is in them."""
+    """Episodes per shard: consecutive episodes of the recording order (task by task, whichever
+    workers record them) are assembled into a small LeRobot v3 dataset as soon as all are in,
+    while the workers go on; the final step merges the shards, moving their videos instead of
+    rewriting them. Sets how many video files a dataset has (about one per shard and camera),
+    not what is in them."""
     max_steps: int = 300
     """Episode length cap (Meta-World's own cap is 500)."""
     steps_after_success: int = 10
