@@ -205,6 +205,25 @@ def test_a_dead_environment_worker_is_an_error_not_a_hang():
         slot.close()
 
 
+def test_a_script_without_a_main_guard_is_told_how_to_fix_it(tmp_path):
+    """Workers are spawned and import the main script again; one that starts rollouts at module
+    level makes every worker fail on start-up: the error says so instead of blaming MuJoCo."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "my_eval.py"
+    script.write_text(
+        "from embodia.evaluation.workers import Slot\n"
+        "slot = Slot('metaworld', ('corner',), 32, process=True)\n"
+        "slot.send('info', 'reach-v3')\n"
+        "slot.recv()\n"
+    )
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    assert "if __name__ == '__main__':" in res.stderr, res.stderr[-2000:]
+    assert "MuJoCo" not in res.stderr.splitlines()[-1]
+
+
 def test_a_terminated_evaluation_says_why(tmp_path):
     """SIGTERM mid-run: the command unwinds (workers closed) and prints why, exit status 130."""
     import os

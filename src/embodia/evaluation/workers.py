@@ -162,11 +162,9 @@ class Slot:
             return self._conn.recv()
         except (EOFError, ConnectionResetError, OSError):
             self._proc.join(timeout=5)
-            code = self._proc.exitcode
-            why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
             raise EnvWorkerError(
-                f"environment worker (pid {self._proc.pid}) died without replying ({why}); "
-                "a crash in MuJoCo's renderer or the out-of-memory killer are the usual causes"
+                f"environment worker (pid {self._proc.pid}) died without replying "
+                f"({_death(self._proc.exitcode)})"
             ) from None
 
     def call(self, cmd: str, payload: Any) -> Any:
@@ -271,6 +269,20 @@ class RaySlot:
             self._ray.get(self._actor.close.remote(), timeout=10)
         with contextlib.suppress(Exception):
             self._ray.kill(self._actor)
+
+
+def _death(code: int | None) -> str:
+    """Why a worker process most likely ended, from its exit code."""
+    if code is not None and code < 0:
+        return (
+            f"killed by signal {-code}; a crash in MuJoCo's renderer (SIGSEGV) or the "
+            "out-of-memory killer (SIGKILL) are the usual causes"
+        )
+    return (
+        f"exit {code}: it raised, and its traceback is printed above. Workers are spawned and "
+        "import the main script again: a script that runs rollouts must start them under "
+        "`if __name__ == '__main__':`"
+    )
 
 
 def open_slots(
