@@ -137,22 +137,17 @@ def _merge_conversations(sources: list[Path], dst: Path) -> dict[str, dict[str, 
 
 def _read_samples(conv: Path):
     """(file, line number, sample) of every conversation file of a source, in file order."""
+    from embodia.data.conversations import read_conversations
+
     for path in sorted(conv.glob("*.jsonl")):
-        with open(path) as fh:
-            for line_no, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    sample = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise MergeError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from exc
-                for rel in _image_fields(sample):
-                    parts = rel.split("/")
-                    if len(parts) < 3 or parts[0] != "images":
-                        raise MergeError(
-                            f"{path}:{line_no}: image path {rel!r} is not images/<episode>/<file>"
-                        )
-                yield path, line_no, sample
+        for line_no, sample in read_conversations(path, required=()):
+            for rel in _image_fields(sample):
+                parts = rel.split("/")
+                if len(parts) < 3 or parts[0] != "images":
+                    raise MergeError(
+                        f"{path}:{line_no}: image path {rel!r} is not images/<episode>/<file>"
+                    )
+            yield path, line_no, sample
 
 
 def _image_fields(sample: dict[str, Any]) -> list[str]:
