@@ -20,11 +20,11 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from embodia.configs.recipes import recipe
+from embodia.configs.recipes import METAWORLD_SCENE, recipe
 from embodia.configs.train import TrainConfig
 from embodia.evaluation.rollout import run_rollouts
 from embodia.evaluation.stats import rate_summary
-from embodia.pipeline import recipe_data_config, recipe_rollout_config
+from embodia.pipeline import recipe_data_config, recipe_rollout_config, recipe_scene_settings
 from embodia.training import state as ckpt
 from embodia.training.trainer import train
 from embodia.utils.fs import atomic_write_text
@@ -139,6 +139,12 @@ VARIANTS: dict[str, Variant] = {
         {"steps": 2400},
         data={"episodes_per_task": (80, 0, 10)},
     ),
+    "scene": Variant(
+        "scene-state supervision: the prefix regresses the objects' and goal's positions "
+        "(training only, weight 1; the policy still sees images + proprioception)",
+        {"loss_weights": {"flow": 1.0, "text": 1.0, "scene": 1.0}},
+        {"scene_key": METAWORLD_SCENE[0], "scene_dims": METAWORLD_SCENE[1]},
+    ),
     "cam3": Variant(
         "three views: topview + corner + gripperPOV (own dataset)",
         data={"cameras": ("topview", "corner", "gripperPOV")},
@@ -222,7 +228,7 @@ def main() -> None:
                     workers=args.workers,
                     checkpoint_every=10**9,
                     log_with="none",
-                    **{"ema": rec.ema, **train_over},
+                    **{"ema": rec.ema, **recipe_scene_settings(rec), **train_over},
                 )
             )
             train_s = time.perf_counter() - tic

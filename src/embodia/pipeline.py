@@ -114,6 +114,7 @@ def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
                 checkpoint_every=10**9,
                 log_with="none",
                 progress=cfg.progress,
+                **recipe_scene_settings(rec),
             )
         )
 
@@ -151,6 +152,14 @@ def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
     report = _write_report(rec, out, summary, sheet)
     _print_summary(summary, report)
     return summary
+
+
+def recipe_scene_settings(rec: Recipe) -> dict:
+    """``TrainConfig`` fields of the recipe's scene-state supervision (none when it has none)."""
+    if rec.scene is None:
+        return {}
+    key, dims = rec.scene
+    return {"scene_key": key, "scene_dims": tuple(dims)}
 
 
 def recipe_data_config(

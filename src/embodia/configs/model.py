@@ -130,6 +130,8 @@ class ModelConfig:
     )
     depth: DepthConfig | None = None  # GEM's depth supervision (issue #4); None = off
     lora: LoraSettings | None = None  # LoRA adapters on the backbone; None = full weights
+    scene_dims: int = 0
+    """Values the training-only scene head regresses (``models/scene_head.py``); 0 = no head."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -16,6 +16,11 @@ from embodia.configs.train import StageConfig
 
 QUICKSTART_TASKS = ("drawer-close", "button-press-topdown", "window-open", "door-open")
 
+#: Meta-World's object and goal coordinates in the engine's ``observation.environment_state``
+#: (the 39-D observation: first object xyz, second object xyz, goal xyz); the hand is the
+#: proprioception already.
+METAWORLD_SCENE = ("observation.environment_state", (4, 5, 6, 11, 12, 13, 36, 37, 38))
+
 
 @dataclass
 class EvalSettings:
@@ -57,6 +62,9 @@ class Recipe:
     seed: int = 0
     held_out_instructions: int = 1
     """Paraphrases per task kept out of training, for ``eval.held_out_paraphrases``."""
+    scene: tuple[str, tuple[int, ...]] | None = None
+    """Scene-state supervision (``train --scene-key KEY --scene-dims ...``): a training-only
+    target, weighted by the stages' ``scene`` loss term; None = off."""
     eval: EvalSettings = field(default_factory=EvalSettings)
     result: str = "not measured yet"
     """The figure this recipe reached when last measured, with the command."""

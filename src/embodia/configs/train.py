@@ -43,6 +43,12 @@ class DatasetSpec:
     the ``images`` of a request), in camera order; default the feature name without
     ``observation.images.``. E.g. ``[agentview, wrist]`` for LIBERO datasets whose features are
     ``observation.images.image`` and ``observation.images.wrist_image``."""
+    scene_key: str = ""
+    """Training-only target: a vector feature saying where the scene's objects are (Meta-World's
+    ``observation.environment_state``), regressed by the scene head from the model's prefix
+    (``models/scene_head.py``); never an input. "" = none."""
+    scene_dims: tuple[int, ...] = ()
+    """Which elements of ``scene_key`` to regress (default all)."""
     aliases: dict[str, str] = field(default_factory=dict)
     """Flat keys the robot's own client sends -> ``images/<camera name>`` or ``state``, written
     into the trained ``policy.json`` so that ``embodia serve`` accepts e.g. openpi's
@@ -64,6 +70,8 @@ DATASET_CONFIG_FIELDS = (
     "depth_keys",
     "camera_names",
     "aliases",
+    "scene_key",
+    "scene_dims",
 )
 
 
@@ -80,6 +88,8 @@ def dataset_specs(cfg: TrainConfig) -> list[DatasetSpec]:
         "state_key": cfg.state_key,
         "action_key": cfg.action_key,
         "cameras": tuple(cfg.cameras),
+        "scene_key": cfg.scene_key,
+        "scene_dims": tuple(cfg.scene_dims),
     }
     entries: list[tuple[Path, dict]] = [(Path(p), {}) for p in cfg.datasets]
     if cfg.dataset_config is not None:
@@ -116,7 +126,7 @@ def dataset_specs(cfg: TrainConfig) -> list[DatasetSpec]:
     for path, over in entries:
         kind = "conversations" if path.suffix == ".jsonl" else "episodes"
         fields_ = {**flags, **over}
-        for key in ("cameras", "depth_keys", "camera_names"):
+        for key in ("cameras", "depth_keys", "camera_names", "scene_dims"):
             if key in fields_:
                 fields_[key] = tuple(fields_[key])
         if "aliases" in fields_:
@@ -144,7 +154,14 @@ def _check_fields(row: dict, where: str, allowed: tuple[str, ...]) -> None:
             not isinstance(row[key], list) or not all(isinstance(c, str) for c in row[key])
         ):
             raise ValueError(f"{where}: {key!r} must be a list of feature names, got {row[key]!r}")
-    for key in ("name", "split", "embodiment", "state_key", "action_key"):
+    if "scene_dims" in row and (
+        not isinstance(row["scene_dims"], list)
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in row["scene_dims"])
+    ):
+        raise ValueError(
+            f"{where}: 'scene_dims' must be a list of element indices, got {row['scene_dims']!r}"
+        )
+    for key in ("name", "split", "embodiment", "state_key", "action_key", "scene_key"):
         if key in row and not isinstance(row[key], str):
             raise ValueError(f"{where}: {key!r} must be a string, got {row[key]!r}")
     if "aliases" in row and not (
@@ -372,6 +389,15 @@ class TrainConfig:
     resume: bool = False
     """Continue the run in --output from its latest checkpoint."""
     max_grad_norm: float = 1.0
+    scene_key: str = ""
+    """Also regress where the scene's objects are from the model's own prefix, as a training-only
+    auxiliary target read from this feature of the episode datasets (e.g.
+    ``observation.environment_state``, which the data engine records); weighted by a stage's
+    ``scene`` loss term (see ``embodia.models.scene_head``). The trained policy still sees
+    images and proprioception only. "" = off."""
+    scene_dims: tuple[int, ...] = ()
+    """Elements of --scene-key to regress (default all), e.g. Meta-World's objects and goal:
+    4 5 6 11 12 13 36 37 38."""
     ema: float = 0.0
     """Decay of an exponential moving average of the weights, which checkpoints then serve
     (e.g. 0.995, about the last 200 steps); 0 = off (the last weights)."""

@@ -114,6 +114,8 @@ class EmbodiedModel(InferenceMixin, nn.Module):
                 cfg.action.dit, self.backbone, TEMPLATE_DIM, cfg.action.horizon
             )
         # ---
+        if cfg.scene_dims:
+            self.add_scene_head(cfg.scene_dims)
         if cfg.lora is not None:  # a checkpoint trained with adapters: the same layers first
             from embodia.models.lora import inject
 
@@ -130,6 +132,21 @@ class EmbodiedModel(InferenceMixin, nn.Module):
         head = DepthHead(depth, self.backbone.hidden_size, self.cfg.image_size, unit)
         self.aux_heads["depth"] = head.to(self.device)
         self.cfg.depth = depth
+
+    def add_scene_head(self, dims: int) -> None:
+        """The training-only scene-state objective (``models/scene_head.py``), also on a loaded
+        checkpoint that has none yet (``train --init ... --scene-key``)."""
+        from embodia.models.scene_head import SceneHead
+
+        if "scene" in self.aux_heads:
+            if self.aux_heads["scene"].dims != dims:
+                raise ValueError(
+                    f"the model's scene head predicts {self.aux_heads['scene'].dims} values, "
+                    f"not {dims}"
+                )
+            return
+        self.aux_heads["scene"] = SceneHead(self.backbone.hidden_size, dims).to(self.device)
+        self.cfg.scene_dims = dims
 
     @classmethod
     def from_preset(cls, name: str, fast_tokenizer=None) -> EmbodiedModel:

@@ -61,6 +61,8 @@ class EmbodiedSample:
     fast_ids: list[int] | None = None  # FAST indices of the chunk (fast target)
     # GEM (issue #4): per-view metric depth (H, W) float32 metres, 0 = invalid; None = no depth
     depths: list[np.ndarray | None] | None = None
+    # training only: normalised object / goal coordinates (models/scene_head.py); None = none
+    scene: np.ndarray | None = None
 
 
 @dataclass
@@ -217,6 +219,16 @@ def collate(
     batch.update(state=state, dof_mask=dof, actions=actions)
     if any(s.depths is not None for s in samples):  # GEM (issue #4)
         batch["depth"] = collate_depths(samples, image_size)
+    with_scene = [s.scene is not None for s in samples]
+    if any(with_scene):
+        dims = {len(s.scene) for s in samples if s.scene is not None}
+        if len(dims) > 1:
+            raise ValueError(f"scene targets of different lengths {sorted(dims)} in one batch")
+        scene = torch.zeros(n, dims.pop())
+        for i, s in enumerate(samples):
+            if s.scene is not None:
+                scene[i] = torch.as_tensor(s.scene, dtype=torch.float32)
+        batch.update(scene=scene, scene_mask=torch.tensor(with_scene))
     return batch
 
 

@@ -82,6 +82,7 @@ class EpisodeSource:
             *(("camera", c) for c in self.cameras),
             ("state", spec.state_key),
             ("action", spec.action_key),
+            *((("scene", spec.scene_key),) if spec.scene_key else ()),
         ]:
             if key not in feats:
                 raise DataError(
@@ -116,9 +117,10 @@ class EpisodeSource:
                     f"{where}: {role} feature {key!r} has {width} dims, but embodiment "
                     f"{emb.name!r} takes {want}"
                 )
+        self.scene_dims = self._scene_dims(spec, feats, where)
         try:
             self.normalizer = QuantileNormalizer.from_stats_json(self.ds.stats).subset(
-                [spec.state_key, spec.action_key]
+                self.vector_keys
             )
         except (KeyError, ValueError) as exc:
             raise DataError(
@@ -139,6 +141,35 @@ class EpisodeSource:
         self.shards: list[tuple[int, ...]] = []  # streaming: see embodia.training.streaming
         self.shard_index: list[list[tuple[int, int]]] = []
         self.caches: ShardCaches | None = None
+
+    @property
+    def vector_keys(self) -> tuple[str, ...]:
+        """The low-dimensional features a sample reads: state, action and the scene target."""
+        spec = self.spec
+        return (spec.state_key, spec.action_key, *((spec.scene_key,) if spec.scene_key else ()))
+
+    @staticmethod
+    def _scene_dims(spec: DatasetSpec, feats: dict, where: Path) -> list[int] | None:
+        """Elements of the scene feature the scene head regresses (None = no scene target)."""
+        if not spec.scene_key:
+            if spec.scene_dims:
+                raise DataError(
+                    f"dataset {spec.path}: scene_dims {list(spec.scene_dims)} without a scene_key"
+                )
+            return None
+        shape = feats[spec.scene_key].shape or (1,)
+        if len(shape) != 1:
+            raise DataError(
+                f"{where}: scene feature {spec.scene_key!r} must be a vector, has shape {list(shape)}"
+            )
+        dims = list(spec.scene_dims) or list(range(shape[0]))
+        bad = [d for d in dims if not 0 <= d < shape[0]]
+        if bad:
+            raise DataError(
+                f"{where}: scene_dims {bad} are outside {spec.scene_key!r}, which has {shape[0]} "
+                "elements"
+            )
+        return dims
 
     def _camera_names(self, spec: DatasetSpec) -> list[str]:
         """What a trained policy calls each camera (``policy.json``, requests, metadata)."""
@@ -187,7 +218,7 @@ class EpisodeSource:
             episodes,
             tuple(self.cameras),
             tuple(self.depth_keys or ()),
-            (spec.state_key, spec.action_key),
+            self.vector_keys,
             self.image_size,
         )
 
@@ -210,10 +241,7 @@ class EpisodeSource:
             [(ep, t) for ep in shard for t in range(lengths[ep])] for shard in self.shards
         ]
         s = self.image_size
-        vector_dims = sum(
-            int(np.prod(self.ds.features[k].shape or (1,)))
-            for k in (self.spec.state_key, self.spec.action_key)
-        )
+        vector_dims = sum(int(np.prod(self.ds.features[k].shape or (1,))) for k in self.vector_keys)
         per_frame = (
             len(self.cameras) * s * s * 3
             + len(self.depth_keys or ()) * s * s * 2
@@ -280,6 +308,10 @@ class EpisodeSource:
         norm = self.normalizer
         state = norm.normalize(self.spec.state_key, f.vectors(self.spec.state_key, ep, rows[:1])[0])
         chunk = norm.normalize(self.spec.action_key, f.vectors(self.spec.action_key, ep, rows))
+        scene = None
+        if self.scene_dims is not None:
+            key = self.spec.scene_key
+            scene = norm.normalize(key, f.vectors(key, ep, rows[:1])[0])[self.scene_dims]
         return {
             "images": [f.image(c, ep, t) for c in self.cameras],
             "instruction": f.task(ep, t),
@@ -288,6 +320,7 @@ class EpisodeSource:
             "state": state,
             "chunk": chunk,
             "depths": [f.depth(k, ep, t) for k in self.depth_keys] if self.depth_keys else None,
+            "scene": None if scene is None else scene.astype(np.float32),
         }
 
 
@@ -473,6 +506,7 @@ class StageDataset(torch.utils.data.Dataset):
             reasoning=item["reasoning"],
             actions=emb.to_template(item["chunk"]),
             depths=depths,
+            scene=item["scene"],
         )
         if mode == "fast":
             if self.fast is None:

@@ -23,6 +23,7 @@ GROUPS: dict[str, str] = {
     "proprio": r"^proprio\.",
     "depth_connector": r"^aux_heads\.depth\.connector\.",
     "depth_generator": r"^aux_heads\.depth\.(dit|regressor|range_head)\.",  # + its metric scale
+    "scene_head": r"^aux_heads\.scene\.",  # training-only scene-state regression
     # everything except the depth codec, which `embodia depth train-autoencoder` trains and GEM
     # keeps frozen (its latents are the generator's targets)
     "all": r"^(?!aux_heads\.depth\.codec\.)",

@@ -48,7 +48,7 @@ from embodia.training.data import (
 from embodia.training.groups import UnknownGroupError, resolve, set_trainable
 from embodia.training.streaming import Position, StreamConfig, StreamError
 
-LOSS_TERMS = ("loss", "text", "fast", "flow", "depth")
+LOSS_TERMS = ("loss", "text", "fast", "flow", "depth", "scene")
 #: Settings that may change between a run and its --resume: they do not change what is computed.
 RESUME_FREE = ("resume", "progress", "workers", "frame_cache", "frame_cache_budget_gb")
 
@@ -161,6 +161,39 @@ def _depth_config(cfg: TrainConfig):
     )
 
 
+def _add_scene_head(model: EmbodiedModel, cfg: TrainConfig) -> None:
+    """The scene head when a dataset names a scene target (``--scene-key``), sized by it: every
+    such dataset must give the same number of values. Missing keys are reported by the data
+    sources, which check every feature with its file's name."""
+    try:
+        specs = dataset_specs(cfg)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
+    widths = {}
+    for spec in specs:
+        if spec.kind != "episodes" or not spec.scene_key:
+            continue
+        if spec.scene_dims:
+            widths[spec.label] = len(spec.scene_dims)
+            continue
+        try:
+            info = json.loads((Path(spec.path) / "meta/info.json").read_text())
+            widths[spec.label] = int(info["features"][spec.scene_key]["shape"][0])
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            continue
+    if not widths:
+        return
+    if len(set(widths.values())) > 1:
+        raise TrainingError(
+            f"scene targets of different sizes {widths}: choose --scene-dims (or each dataset's "
+            "scene_dims) so that every dataset gives the same values"
+        )
+    try:
+        model.add_scene_head(next(iter(widths.values())))
+    except ValueError as exc:
+        raise TrainingError(f"--scene-key: {exc}") from exc
+
+
 def _check_stage(model: EmbodiedModel, stage: StageConfig, mixture: Mixture, fast_ok: bool) -> None:
     try:
         resolve(model, stage.trainable)  # checks only: _train_stage sets requires_grad
@@ -177,6 +210,8 @@ def _check_stage(model: EmbodiedModel, stage: StageConfig, mixture: Mixture, fas
             why = (
                 f"the model has no {term} head (enable it in the model config)"
                 if term == "depth"
+                else "no dataset names a scene target (pass --scene-key)"
+                if term == "scene"
                 else f"its data mixture {stage.mixture} / action modes "
                 f"{stage.action_modes} produce no {term!r} targets"
             )
@@ -312,6 +347,7 @@ class Trainer:
             )
         self.resume_from = resume_from
         self.model = _build_model(cfg, resume_from)
+        _add_scene_head(self.model, cfg)
         self.average = None
         if cfg.ema:
             try:
