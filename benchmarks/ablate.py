@@ -140,10 +140,20 @@ VARIANTS: dict[str, Variant] = {
         data={"episodes_per_task": (80, 0, 10)},
     ),
     "scene": Variant(
-        "scene-state supervision: the prefix regresses the objects' and goal's positions "
-        "(training only, weight 1; the policy still sees images + proprioception)",
+        "scene-state supervision read from the action tokens: they regress the objects' and "
+        "goal's positions (training only, weight 1; the policy still sees images + "
+        "proprioception)",
         {"loss_weights": {"flow": 1.0, "text": 1.0, "scene": 1.0}},
         {"scene_key": METAWORLD_SCENE[0], "scene_dims": METAWORLD_SCENE[1]},
+    ),
+    "scene-propri": Variant(
+        "scene-state supervision read from the <|propri|> token (the end of the prefix)",
+        {"loss_weights": {"flow": 1.0, "text": 1.0, "scene": 1.0}},
+        {
+            "scene_key": METAWORLD_SCENE[0],
+            "scene_dims": METAWORLD_SCENE[1],
+            "scene_readout": "propri",
+        },
     ),
     "cam3": Variant(
         "three views: topview + corner + gripperPOV (own dataset)",

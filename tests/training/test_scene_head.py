@@ -14,6 +14,7 @@ from small_dataset import generate_small
 from embodia.configs.model import preset
 from embodia.configs.train import DatasetSpec, TrainConfig
 from embodia.models.action_space import SAWYER
+from embodia.models.attention import ACTION
 from embodia.models.embodied import EmbodiedModel
 from embodia.models.sequence import EmbodiedSample
 from embodia.training.data import DataError, EpisodeSource
@@ -74,10 +75,11 @@ def _samples(rng, scene: bool) -> list[EmbodiedSample]:
     ]
 
 
-def test_the_scene_loss_reaches_the_vision_tower_and_only_where_a_target_is():
+@pytest.mark.parametrize("readout", ["actions", "propri"])
+def test_the_scene_loss_reaches_the_vision_tower_and_only_where_a_target_is(readout):
     torch.manual_seed(0)
     cfg = preset("tiny")
-    cfg.scene_dims = 3
+    cfg.scene_dims, cfg.scene_readout = 3, readout
     model = EmbodiedModel(cfg)
     rng = np.random.default_rng(0)
     mixed = _samples(rng, True)[:2] + _samples(rng, False)[:1]
@@ -86,13 +88,15 @@ def test_the_scene_loss_reaches_the_vision_tower_and_only_where_a_target_is():
     losses["scene"].backward()
     visual = [p for n, p in model.named_parameters() if ".visual." in n]
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in visual)
-    # the loss is over the two samples with a target only
+    # the loss is over the two samples with a target only, read where the readout says
     batch = model.collate(mixed)
     hidden = model.hidden_states(batch)
     head = model.aux_heads["scene"]
-    rows = batch["input_ids"] == model.special.propri
-    pred = head(hidden[rows])[:2]
-    want = torch.nn.functional.mse_loss(pred, batch["scene"][:2])
+    if readout == "propri":
+        states = hidden[batch["input_ids"] == model.special.propri][:2]
+    else:
+        states = hidden[:2][batch["kinds"][:2] == ACTION].reshape(2, -1, hidden.shape[-1]).mean(1)
+    want = torch.nn.functional.mse_loss(head(states), batch["scene"][:2])
     torch.testing.assert_close(head.compute_loss(model, batch, hidden)["scene"], want)
     assert "scene" not in model.compute_loss(model.collate(_samples(rng, False)))
 
@@ -116,14 +120,22 @@ def test_a_scene_run_learns_its_target_and_serves_without_it(dataset, tmp_path):
         frame_cache=tmp_path / "cache",
         curriculum_file=stage,
     )
-    cfg = TrainConfig(output=tmp_path / "run", scene_key=ENV, scene_dims=OBJECTS_AND_GOAL, **common)
+    # the prefix readout learns fastest, so 40 steps show it (the action readout: see above)
+    cfg = TrainConfig(
+        output=tmp_path / "run",
+        scene_key=ENV,
+        scene_dims=OBJECTS_AND_GOAL,
+        scene_readout="propri",
+        **common,
+    )
     last = train(cfg)
     rows = [r for r in read_metrics(cfg.output / "metrics.jsonl") if "scene" in r]
     assert len(rows) == 40
     first, end = np.mean([r["scene"] for r in rows[:3]]), np.mean([r["scene"] for r in rows[-5:]])
     assert end < 0.5 * first, (first, end)
     model = EmbodiedModel.from_pretrained(last)
-    assert model.cfg.scene_dims == len(OBJECTS_AND_GOAL) and "scene" in model.aux_heads
+    assert model.cfg.scene_dims == len(OBJECTS_AND_GOAL) and model.cfg.scene_readout == "propri"
+    assert model.aux_heads["scene"].readout == "propri"
     # the policy samples actions from images + proprioception alone
     from embodia.policy import Policy
 

@@ -132,6 +132,8 @@ class ModelConfig:
     lora: LoraSettings | None = None  # LoRA adapters on the backbone; None = full weights
     scene_dims: int = 0
     """Values the training-only scene head regresses (``models/scene_head.py``); 0 = no head."""
+    scene_readout: Literal["actions", "propri"] = "actions"
+    """Where the scene head reads: the mean of the action tokens' states, or the <|propri|> token."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

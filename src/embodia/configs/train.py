@@ -398,6 +398,9 @@ class TrainConfig:
     scene_dims: tuple[int, ...] = ()
     """Elements of --scene-key to regress (default all), e.g. Meta-World's objects and goal:
     4 5 6 11 12 13 36 37 38."""
+    scene_readout: Literal["actions", "propri"] = "actions"
+    """Where the scene head reads the model: the mean of the action tokens' final states (the
+    states the flow head reads) or the <|propri|> token (the end of the prefix)."""
     ema: float = 0.0
     """Decay of an exponential moving average of the weights, which checkpoints then serve
     (e.g. 0.995, about the last 200 steps); 0 = off (the last weights)."""

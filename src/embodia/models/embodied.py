@@ -115,7 +115,7 @@ class EmbodiedModel(InferenceMixin, nn.Module):
             )
         # ---
         if cfg.scene_dims:
-            self.add_scene_head(cfg.scene_dims)
+            self.add_scene_head(cfg.scene_dims, cfg.scene_readout)
         if cfg.lora is not None:  # a checkpoint trained with adapters: the same layers first
             from embodia.models.lora import inject
 
@@ -133,20 +133,22 @@ class EmbodiedModel(InferenceMixin, nn.Module):
         self.aux_heads["depth"] = head.to(self.device)
         self.cfg.depth = depth
 
-    def add_scene_head(self, dims: int) -> None:
+    def add_scene_head(self, dims: int, readout: str = "actions") -> None:
         """The training-only scene-state objective (``models/scene_head.py``), also on a loaded
         checkpoint that has none yet (``train --init ... --scene-key``)."""
         from embodia.models.scene_head import SceneHead
 
         if "scene" in self.aux_heads:
-            if self.aux_heads["scene"].dims != dims:
+            head = self.aux_heads["scene"]
+            if (head.dims, head.readout) != (dims, readout):
                 raise ValueError(
-                    f"the model's scene head predicts {self.aux_heads['scene'].dims} values, "
-                    f"not {dims}"
+                    f"the model's scene head reads {head.dims} values at {head.readout!r}, "
+                    f"not {dims} at {readout!r}"
                 )
             return
-        self.aux_heads["scene"] = SceneHead(self.backbone.hidden_size, dims).to(self.device)
-        self.cfg.scene_dims = dims
+        head = SceneHead(self.backbone.hidden_size, dims, readout)
+        self.aux_heads["scene"] = head.to(self.device)
+        self.cfg.scene_dims, self.cfg.scene_readout = dims, readout
 
     @classmethod
     def from_preset(cls, name: str, fast_tokenizer=None) -> EmbodiedModel:

@@ -189,7 +189,7 @@ def _add_scene_head(model: EmbodiedModel, cfg: TrainConfig) -> None:
             "scene_dims) so that every dataset gives the same values"
         )
     try:
-        model.add_scene_head(next(iter(widths.values())))
+        model.add_scene_head(next(iter(widths.values())), cfg.scene_readout)
     except ValueError as exc:
         raise TrainingError(f"--scene-key: {exc}") from exc
 
