@@ -107,14 +107,13 @@ def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
                 preset=rec.preset,
                 curriculum_file=stages_file,
                 batch_size=rec.batch_size,
-                ema=rec.ema,
                 seed=train_seed,
                 workers=cfg.workers,
                 fast_tokenizer=fast_dir,
                 checkpoint_every=10**9,
                 log_with="none",
                 progress=cfg.progress,
-                **recipe_scene_settings(rec),
+                **recipe_train_settings(rec),
             )
         )
 
@@ -154,12 +153,9 @@ def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
     return summary
 
 
-def recipe_scene_settings(rec: Recipe) -> dict:
-    """``TrainConfig`` fields of the recipe's scene-state supervision (none when it has none)."""
-    if rec.scene is None:
-        return {}
-    key, dims = rec.scene
-    return {"scene_key": key, "scene_dims": tuple(dims)}
+def recipe_train_settings(rec: Recipe) -> dict:
+    """The ``TrainConfig`` fields a recipe sets beyond its data, preset, stages and batch."""
+    return {"ema": rec.ema, "horizon": rec.horizon}
 
 
 def recipe_data_config(
