@@ -97,8 +97,8 @@ def _quickstart() -> Recipe:
         tasks=QUICKSTART_TASKS,
         episodes_per_task=(40, 0, 10),
         stages=[action_stage(1700)],
-        # 16-step chunks (4 executed): 74.2% at 3 seeds against 72.5% at 32, and 22% less
-        # training time (docs/learning.md, row h16)
+        # 16-step chunks (4 executed): 74.2% at 3 seeds against 72.5% at 32, and 16 fewer
+        # tokens per sample to train (docs/learning.md, row h16)
         horizon=16,
         # corner3 shows the window and the button larger and less hidden by the arm than the
         # corner camera: +5 points at 3 seeds (docs/learning.md, the camera rows)
@@ -107,7 +107,7 @@ def _quickstart() -> Recipe:
             "3 training seeds, 40 test layouts each, 16-step chunks, 4 executed steps: 80.0 / 72.5 "
             "/ 70.0%, pooled 89/120 = 74.2% (95% CI 65.7-81.2); drawer-close 29, "
             "button-press-topdown 18, window-open 15, door-open 27 (of 30); training 7.2-7.5 min "
-            "per seed on the 2-core machine (9.6 min at 32-step chunks the same day); python "
+            "per seed on the 2-core machine (32-step chunks: 7.8-9.6 min the same day); python "
             "benchmarks/ablate.py --data <recipe data> --variant h16 --seeds 0 1 2 "
             "(docs/learning.md)"
         ),
