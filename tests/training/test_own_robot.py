@@ -223,8 +223,10 @@ def test_a_dataset_without_statistics_is_refused_until_data_stats_computes_them(
     for key, atol in (
         ("observation.state", 1e-6),
         ("action", 1e-6),
-        ("observation.images.front", 0.02),
-    ):  # decoded video vs the raw frames
+        # decoded (lossy AV1) video vs the raw frames: a constant colour channel's 1st / 99th
+        # percentiles move by ~5-6 grey levels (0.020 with PyAV 17's codecs, 0.022 with 18's)
+        ("observation.images.front", 0.03),
+    ):
         for stat in ("mean", "std", "q01", "q99"):
             np.testing.assert_allclose(computed[key][stat], reference[key][stat], atol=atol)
     _source(spec, tmp_path)  # now it trains
