@@ -192,15 +192,26 @@ class RandomChunkPolicy:
 
 def training_data_config(checkpoint: Path) -> dict[str, Any]:
     """The data-engine config of the checkpoint's first training dataset (seed, image size,
-    cameras), read from ``trainer_state.json`` -> dataset -> ``engine.json``; {} if unknown."""
+    cameras, held-out paraphrases), read from ``trainer_state.json`` -> dataset -> ``engine.json``;
+    {} if unknown.
+
+    The run records the dataset path as it was given, often relative to where training ran
+    (``outputs/quickstart/data``); evaluated from another directory, it is looked up again under
+    each directory above the checkpoint, so the evaluation renders and phrases as training did.
+    """
     state = Path(checkpoint) / "trainer_state.json"
     try:
-        datasets = json.loads(state.read_text())["run_config"]["datasets"]
-        engine = Path(datasets[0]) / "engine.json"
-        cfg = json.loads(engine.read_text())["config"]
+        recorded = Path(json.loads(state.read_text())["run_config"]["datasets"][0])
     except (OSError, KeyError, IndexError, TypeError, json.JSONDecodeError):
         return {}
-    return {"dataset": str(datasets[0]), **cfg}
+    bases = [] if recorded.is_absolute() else list(Path(checkpoint).resolve().parents)
+    for dataset in [recorded, *(base / recorded for base in bases)]:
+        try:
+            cfg = json.loads((dataset / "engine.json").read_text())["config"]
+        except (OSError, KeyError, TypeError, json.JSONDecodeError):
+            continue
+        return {"dataset": str(dataset), **cfg}
+    return {}
 
 
 def load_policy(checkpoint: Path, device: str = "cpu"):

@@ -7,6 +7,7 @@ values are what ``results.json`` records.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,13 @@ def build_rollout(cfg: RolloutConfig) -> RolloutSetup:
             raise ValueError("--mode fast needs a checkpoint with a FAST tokenizer")
         policy: ChunkPolicy = ModelChunkPolicy(pol, cfg.mode, cfg.levels)
         data_cfg = training_data_config(checkpoint)
+        if not data_cfg and bench == "metaworld":
+            print(
+                f"warning: {checkpoint}: its training dataset's engine.json was not found; "
+                "evaluating with the default seed, image size and no held-out paraphrases "
+                "(pass --seed / --image-size to match training)",
+                file=sys.stderr,
+            )
     elif cfg.policy == "expert":
         if bench != "metaworld":
             raise ValueError("--policy expert exists for Meta-World only (its scripted experts)")
