@@ -12,7 +12,13 @@ from small_dataset import generate_small
 
 from embodia.configs.train import DatasetSpec, StageConfig
 from embodia.training.data import DataError, Mixture, StageDataset, build_sources
-from embodia.training.streaming import Position, ShardSchedule, StreamConfig, StreamError
+from embodia.training.streaming import (
+    Position,
+    ShardSchedule,
+    StreamConfig,
+    StreamError,
+    cut_shards,
+)
 
 SIZE = 32
 
@@ -50,10 +56,23 @@ def test_every_epoch_deals_each_shard_to_exactly_one_process() -> None:
         ShardSchedule(2, 1, 0, 0, "ds", 0, world)
 
 
+def test_shards_sample_the_whole_split_whatever_its_recording_order() -> None:
+    # 4 tasks recorded one after another, 10 episodes each (as the engine and most LeRobot
+    # datasets are): consecutive shards of 10 would each hold a single task
+    episodes = list(range(100, 140))
+    shards = cut_shards(episodes, 10)
+    assert sorted(e for s in shards for e in s) == episodes  # a partition: each episode once
+    assert [len(s) for s in shards] == [10, 10, 10, 10]
+    assert all(list(s) == sorted(s) for s in shards)  # dataset order within a shard
+    assert all(len({(e - 100) // 10 for e in s}) >= 3 for s in shards), shards
+    assert cut_shards(episodes, 10) == shards  # the same cut every run (cache entries reused)
+    assert [len(s) for s in cut_shards(episodes, 16)] == [16, 16, 8]
+
+
 def test_samples_come_from_the_window_and_equal_the_cached_frames(dataset, tmp_path) -> None:
     whole = _episodes_source(dataset, tmp_path / "whole", None)
     streamed = _episodes_source(dataset, tmp_path / "shards", StreamConfig(1, 1, 1.0))
-    assert streamed.shards == [(0,), (1,), (2,), (3,)]
+    assert sorted(streamed.shards) == [(0,), (1,), (2,), (3,)]
     frames = {(ep, t): whole._item(whole.frames, ep, t)["images"][0] for ep, t in whole.index}
     stage = StageConfig(name="s", steps=10, trainable=("all",), loss_weights={"flow": 1.0})
     global_batch, world = 4, 2
@@ -69,7 +88,8 @@ def test_samples_come_from_the_window_and_equal_the_cached_frames(dataset, tmp_p
             sample, seed = data[n]
             image = sample.images[0]
             found = [k for k, v in frames.items() if np.array_equal(v, image)]
-            assert found and {ep for ep, _ in found} <= set(window), (step, found, window)
+            window_episodes = {ep for shard in window for ep in streamed.shards[shard]}
+            assert found and {ep for ep, _ in found} <= window_episodes, (step, found, window)
             again, seed2 = data[n]
             assert seed2 == seed and np.array_equal(again.images[0], image)
             assert np.array_equal(again.actions, sample.actions)
@@ -130,3 +150,31 @@ def test_a_run_streams_its_dataset(dataset, tmp_path) -> None:
                 **{**base, "output": tmp_path / "bad"}, stream_shard_episodes=1, stream_window=0
             )
         )
+
+
+def test_two_processes_stream_disjoint_shards(dataset, tmp_path) -> None:
+    """A real 2-process run (torchrun, gloo on CPU): both ranks train, and each caches its own
+    shards: 4 shards of one episode, windows of one, each rank reads its window and prefetches
+    its next, so 4 distinct shard entries, where ranks reading the same shards would make 2."""
+    import os
+    import subprocess
+    import sys
+
+    from embodia.training.report import read_metrics
+
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(29500 + os.getpid() % 1000),
+        "-m", "embodia.cli", "train", "--datasets", str(dataset), "--output", str(run),
+        "--batch-size", "4", "--workers", "0", "--curriculum", "actions",
+        "--steps-per-stage", "2", "--log-every", "1", "--log-with", "none", "--no-progress",
+        "--horizon", "8", "--image-size", str(SIZE), "--frame-cache", str(cache),
+        "--stream-shard-episodes", "1", "--stream-window", "1",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = read_metrics(run / "metrics.jsonl")
+    assert rows and all(np.isfinite(r["loss"]) for r in rows)
+    entries = {p.parent for p in cache.rglob("manifest.json")}
+    assert len(entries) == 4, entries

@@ -5,7 +5,9 @@ the whole split decoded once at the model's resolution. That is the fastest path
 needs the disk of the whole split at that resolution (128 px, two views and depth: about 115 kB a
 frame, 115 GB for a million frames). Streaming (``--stream-shard-episodes N``) bounds it:
 
-* the split is cut into **shards** of N consecutive episodes, each cached on its own entry;
+* the split is cut into **shards** of N episodes, each cached on its own entry; a shard is an
+  even sample of the split (episodes dealt by a fixed permutation), not N consecutive episodes,
+  because datasets recorded task by task would otherwise give windows of one or two tasks;
 * every epoch the shards are shuffled (by the training seed and the epoch) and dealt to the
   processes, so within an epoch each process (``accelerate`` rank, on any node) reads shards
   no other process reads;
@@ -56,9 +58,23 @@ class StreamConfig:
             )
 
 
+#: Seed of the episode -> shard partition: fixed, so that every run (any training seed) cuts a
+#: dataset the same way and finds the shard caches earlier runs built.
+SHARD_PARTITION_SEED = 0
+
+
 def cut_shards(episodes: list[int], size: int) -> list[tuple[int, ...]]:
-    """Consecutive groups of ``size`` episodes (the last may be smaller)."""
-    return [tuple(episodes[i : i + size]) for i in range(0, len(episodes), size)]
+    """Groups of ``size`` episodes (the last may be smaller), each an even sample of the split.
+
+    Datasets are usually recorded task by task (the engine's and most LeRobot datasets are), so
+    consecutive episodes would make a window of a few shards hold one or two tasks, and training
+    would move from task to task and forget the earlier ones. The episodes are therefore dealt
+    by a fixed permutation; within a shard they stay in dataset order (the order its video files
+    are read in when the shard's cache is built).
+    """
+    order = np.random.default_rng(SHARD_PARTITION_SEED).permutation(len(episodes))
+    groups = [np.sort(order[i : i + size]) for i in range(0, len(episodes), size)]
+    return [tuple(episodes[int(j)] for j in g) for g in groups]
 
 
 def _stable(text: str) -> int:
