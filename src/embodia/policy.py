@@ -147,7 +147,7 @@ class Policy:
             mode=mode,
             levels=list(levels),
             steps=self.config.flow_steps,
-            noise=self.reader.flow_noise(canon, self.horizon),
+            noise=self.reader.flow_noise(canon, self.horizon) * self.config.flow_noise_scale,
         )
         results = []
         for i in range(len(samples)):

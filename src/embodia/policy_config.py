@@ -54,6 +54,10 @@ class PolicyConfig:
     """Default Uni-CoT levels of an action request (``actions`` last)."""
     flow_steps: int | None = None
     """Euler steps of flow sampling; None = the model config's default."""
+    flow_noise_scale: float = 1.0
+    """Scale of the flow's starting noise: 1 samples the learned action distribution, smaller
+    values start nearer its centre (0: one deterministic chunk per observation), a common way to
+    trade the demonstrations' diversity for precision at deployment."""
     max_text_tokens: int = 64
     """Default token budget of a text (VQA / reasoning / subtask) request."""
     aliases: dict[str, str] = field(default_factory=dict)
@@ -80,6 +84,9 @@ class PolicyConfig:
             raise PolicyConfigError(f"cameras must be unique and non-empty, got {self.cameras}")
         if self.mode not in MODES:
             raise PolicyConfigError(f"mode must be one of {MODES}, not {self.mode!r}")
+        scale = self.flow_noise_scale
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale >= 0:
+            raise PolicyConfigError(f"flow_noise_scale must be a number >= 0, got {scale!r}")
         check_levels(self.levels, PolicyConfigError, need_actions=True)
         for target in self.aliases.values():
             if target != "state" and not target.startswith("images/"):

@@ -258,6 +258,27 @@ def test_a_seeded_observation_gets_the_same_chunk_in_any_batch(policy):
             policy.infer({**obs, "seed": bad})
 
 
+def test_flow_noise_scale_zero_gives_one_chunk_per_observation(policy):
+    """``flow_noise_scale`` scales the starting noise: at 0 every seed gives the same chunk (the
+    flow from the distribution's centre), between 0 and 1 another chunk than at 1; a negative or
+    non-numeric scale is refused naming the field."""
+    obs = make_obs()
+    full = policy.infer({**obs, "seed": 7})["actions"]
+    try:
+        policy.config.flow_noise_scale = 0.0
+        zero = [policy.infer({**obs, "seed": s})["actions"] for s in (7, 8)]
+        policy.config.flow_noise_scale = 0.5
+        half = policy.infer({**obs, "seed": 7})["actions"]
+    finally:
+        policy.config.flow_noise_scale = 1.0
+    np.testing.assert_allclose(zero[0], zero[1], atol=1e-6)
+    assert np.abs(half - full).max() > 1e-4 and np.abs(half - zero[0]).max() > 1e-4
+    data = demo_config().to_dict()
+    for bad in (-0.5, "1", True, float("nan")):
+        with pytest.raises(PolicyConfigError, match="flow_noise_scale"):
+            PolicyConfig.from_dict({**data, "flow_noise_scale": bad})
+
+
 def test_a_trained_checkpoint_answers_reasoning_subtask_and_actions_in_one_call(tmp_path):
     """Not a stub: a tiny model trained (to memorisation) on one Uni-CoT sample, saved and loaded
     as a checkpoint, returns its reasoning, its subtask and a chunk from a single action request."""

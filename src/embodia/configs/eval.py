@@ -51,6 +51,9 @@ class RolloutConfig:
     step with weights exp(-m * i), i = 0 the oldest; this is m (ACT uses 0.01). None = off."""
     mode: Literal["flow", "fast"] | None = None
     """Action head; None = the checkpoint's default."""
+    flow_noise_scale: float | None = None
+    """Scale of the flow's starting noise (``policy.json``'s ``flow_noise_scale``); 0 = one
+    deterministic chunk per observation. None = the checkpoint's (1 unless set)."""
     levels: tuple[str, ...] = ("actions",)
     """Uni-CoT levels before the actions, e.g. ``subtask actions`` or
     ``reasoning subtask actions``."""

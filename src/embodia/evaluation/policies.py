@@ -118,6 +118,7 @@ class ModelChunkPolicy:
             "levels": list(self.levels),
             "horizon": self.policy.horizon,
             "flow_steps": cfg.flow_steps,
+            "flow_noise_scale": cfg.flow_noise_scale,
             "embodiment": cfg.embodiment,
             "cameras": list(cfg.cameras),
             "state_key": cfg.state_key,

@@ -65,6 +65,9 @@ def build_rollout(cfg: RolloutConfig) -> RolloutSetup:
             )
         if (cfg.mode or pol.config.mode) == "fast" and not pol.has_fast:
             raise ValueError("--mode fast needs a checkpoint with a FAST tokenizer")
+        if cfg.flow_noise_scale is not None:
+            pol.config.flow_noise_scale = cfg.flow_noise_scale
+            pol.config.validate()
         policy: ChunkPolicy = ModelChunkPolicy(pol, cfg.mode, cfg.levels)
         data_cfg = training_data_config(checkpoint)
         if not data_cfg and bench == "metaworld":
