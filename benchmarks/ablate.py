@@ -160,6 +160,16 @@ VARIANTS: dict[str, Variant] = {
         "16-step action chunks instead of 32 (4 still executed per chunk; the recipe's since)",
         train={"horizon": 16},
     ),
+    "h16-noise0": Variant(
+        "h16's checkpoints, flow sampled from zero noise (`eval rollout --flow-noise-scale 0`)",
+        eval={"flow_noise_scale": 0.0},
+        runs_of="h16",
+    ),
+    "h16-noise05": Variant(
+        "h16's checkpoints, flow noise scaled by 0.5 (`eval rollout --flow-noise-scale 0.5`)",
+        eval={"flow_noise_scale": 0.5},
+        runs_of="h16",
+    ),
     "h32": Variant(
         "32-step action chunks (the preset's; the quickstart recipe's before row h16)",
         train={"horizon": 32},
@@ -167,6 +177,10 @@ VARIANTS: dict[str, Variant] = {
     "h8": Variant(
         "8-step action chunks instead of 32 (4 still executed per chunk)",
         train={"horizon": 8},
+    ),
+    "stream": Variant(
+        "streamed training: shards of 20 episodes, windows of 2 shards (a quarter of the split)",
+        train={"stream_shard_episodes": 20, "stream_window": 2},
     ),
     "cam3": Variant(
         "three views: topview + corner + gripperPOV (own dataset)",
