@@ -314,6 +314,19 @@ def test_a_short_run_learns_and_saves_a_loadable_checkpoint(dataset, tmp_path):
     assert json.loads((last / ckpt.NORMALIZERS).read_text())
 
 
+def test_the_served_flow_noise_scale_is_written_to_policy_json(dataset, tmp_path, flow_stage_file):
+    """``--flow-noise-scale`` travels into policy.json (what eval and serve then sample with); a
+    negative one is refused before any work, not when policy.json is written at the end."""
+    from embodia.policy_config import PolicyConfig
+
+    stages = flow_stage_file(steps=1)
+    last = train(config(dataset, tmp_path / "a", curriculum_file=stages, flow_noise_scale=0.0))
+    assert PolicyConfig.load(last).flow_noise_scale == 0.0
+    with pytest.raises(TrainingError, match="flow-noise-scale"):
+        train(config(dataset, tmp_path / "b", curriculum_file=stages, flow_noise_scale=-1.0))
+    assert not (tmp_path / "b" / "checkpoints").exists()
+
+
 def test_image_size_sets_the_model_resolution_and_bad_sizes_are_refused(
     dataset, tmp_path, flow_stage_file
 ):

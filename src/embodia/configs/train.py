@@ -404,6 +404,9 @@ class TrainConfig:
     ema: float = 0.0
     """Decay of an exponential moving average of the weights, which checkpoints then serve
     (e.g. 0.995, about the last 200 steps); 0 = off (the last weights)."""
+    flow_noise_scale: float = 1.0
+    """Scale of the flow's starting noise that the checkpoints' policy.json records, so that
+    ``eval`` and ``serve`` sample with it (0 = one deterministic chunk per observation)."""
     progress: bool = True
 
 

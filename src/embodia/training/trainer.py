@@ -316,6 +316,8 @@ class Trainer:
                 f"--batch-size {cfg.batch_size} must split into --grad-accum "
                 f"{cfg.grad_accum} x {self.acc.num_processes} processes"
             )
+        if not cfg.flow_noise_scale >= 0:  # checked now: policy.json is written at the end
+            raise TrainingError(f"--flow-noise-scale {cfg.flow_noise_scale}: must be >= 0")
 
     # ------------------------------------------------------------------ set-up (no work yet)
 
@@ -417,6 +419,7 @@ class Trainer:
                 action_key=src.spec.action_key,
                 normalizer=src.normalizer.to_dict(),
                 aliases=src.spec.aliases,
+                flow_noise_scale=self.cfg.flow_noise_scale,
             )
             for src in self.sources
             if src.kind == "episodes"
