@@ -155,7 +155,7 @@ def run_recipe(cfg: RecipeRunConfig) -> dict[str, Any]:
 
 def recipe_train_settings(rec: Recipe) -> dict:
     """The ``TrainConfig`` fields a recipe sets beyond its data, preset, stages and batch."""
-    return {"ema": rec.ema, "horizon": rec.horizon}
+    return {"ema": rec.ema, "horizon": rec.horizon, "flow_noise_scale": rec.flow_noise_scale}
 
 
 def recipe_data_config(
