@@ -84,9 +84,7 @@ class PolicyConfig:
             raise PolicyConfigError(f"cameras must be unique and non-empty, got {self.cameras}")
         if self.mode not in MODES:
             raise PolicyConfigError(f"mode must be one of {MODES}, not {self.mode!r}")
-        scale = self.flow_noise_scale
-        if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale >= 0:
-            raise PolicyConfigError(f"flow_noise_scale must be a number >= 0, got {scale!r}")
+        check_flow_noise_scale(self.flow_noise_scale, PolicyConfigError, "flow_noise_scale")
         check_levels(self.levels, PolicyConfigError, need_actions=True)
         for target in self.aliases.values():
             if target != "state" and not target.startswith("images/"):
@@ -210,6 +208,12 @@ def state_width(emb: Embodiment, norm: QuantileNormalizer, state_key: str) -> in
         return int(np.asarray(norm.stats[state_key]["q01"]).shape[-1])
     except KeyError as exc:
         raise PolicyConfigError(f"normaliser has no statistics for {state_key!r}") from exc
+
+
+def check_flow_noise_scale(scale: Any, error: type[Exception], name: str) -> None:
+    """One rule for the starting-noise scale, wherever it is set (policy.json, ``train``)."""
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale >= 0:
+        raise error(f"{name} must be a number >= 0, got {scale!r}")
 
 
 def check_levels(levels: Any, error: type[Exception], need_actions: bool) -> tuple[str, ...]:

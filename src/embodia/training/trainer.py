@@ -34,6 +34,7 @@ from embodia.configs.train import (
 from embodia.models.action_space import TEMPLATE_DIM
 from embodia.models.embodied import EmbodiedModel
 from embodia.models.sequence import DropConfig
+from embodia.policy_config import check_flow_noise_scale
 from embodia.training import ema
 from embodia.training import state as ckpt
 from embodia.training.data import (
@@ -316,8 +317,8 @@ class Trainer:
                 f"--batch-size {cfg.batch_size} must split into --grad-accum "
                 f"{cfg.grad_accum} x {self.acc.num_processes} processes"
             )
-        if not cfg.flow_noise_scale >= 0:  # checked now: policy.json is written at the end
-            raise TrainingError(f"--flow-noise-scale {cfg.flow_noise_scale}: must be >= 0")
+        # checked now, not when policy.json is written at the end of the run
+        check_flow_noise_scale(cfg.flow_noise_scale, TrainingError, "--flow-noise-scale")
 
     # ------------------------------------------------------------------ set-up (no work yet)
 
